@@ -1,0 +1,32 @@
+# Beamline Console: `make run` runs the product, `make test` runs the tests.
+# Both create the virtualenv and install the requirements on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test bench traffic migrate demo lint clean
+
+$(INSTALLED): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+run: install
+	$(BIN)/python -m beamline_console.launcher
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m bench.run
+
+traffic: install
+	$(BIN)/python -m bench.traffic
+
+clean:
+	rm -rf $(VENV) var

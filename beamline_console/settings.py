@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_prometheus",
     "beamline_console",
     "registry",
@@ -137,6 +138,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Extension registry, routing policies and parallel execution of the Beamline router's extensions pipeline.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from the drf-spectacular-sidecar package, so the docs load without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # NATS: the executor's transport and the channel for change notices. Empty means the

@@ -61,7 +61,7 @@ REFERENCE_EXTENSIONS: tuple[ReferenceExtension, ...] = (
         handle=normalize_text.handle,
         side_effect_free=True,
         description="Adds the text under Unicode NFKC, whitespace collapsed, case-folded, as normalized_text.",
-        timeout_ms=100,
+        timeout_ms=200,
         retry=1,
     ),
     ReferenceExtension(
@@ -71,7 +71,7 @@ REFERENCE_EXTENSIONS: tuple[ReferenceExtension, ...] = (
         handle=detect_language.handle,
         side_effect_free=True,
         description="Sets metadata.language and language_confidence with the py3langid model.",
-        timeout_ms=200,
+        timeout_ms=300,
         retry=1,
         warm_up=detect_language.load_identifier,
     ),
@@ -82,7 +82,7 @@ REFERENCE_EXTENSIONS: tuple[ReferenceExtension, ...] = (
         handle=extract_metadata.handle,
         side_effect_free=True,
         description="Sets metadata.extracted: URLs, e-mail addresses, mentions, hashtags, counts.",
-        timeout_ms=100,
+        timeout_ms=200,
         retry=1,
     ),
     ReferenceExtension(
@@ -92,7 +92,7 @@ REFERENCE_EXTENSIONS: tuple[ReferenceExtension, ...] = (
         handle=enrich_context.handle,
         side_effect_free=True,
         description="Sets metadata.enriched_context: keywords and word frequencies of normalized_text.",
-        timeout_ms=100,
+        timeout_ms=200,
         retry=1,
     ),
     ReferenceExtension(
@@ -102,7 +102,7 @@ REFERENCE_EXTENSIONS: tuple[ReferenceExtension, ...] = (
         handle=audit_log.handle,
         side_effect_free=False,
         description="Appends one JSON line per message to an audit file; has a side effect.",
-        timeout_ms=250,
+        timeout_ms=500,
         retry=0,
     ),
     ReferenceExtension(
@@ -112,7 +112,7 @@ REFERENCE_EXTENSIONS: tuple[ReferenceExtension, ...] = (
         handle=pii_guard.handle,
         side_effect_free=True,
         description="Rejects messages carrying a Luhn-valid card number, a US SSN or a UK NINO.",
-        timeout_ms=100,
+        timeout_ms=200,
         retry=1,
     ),
     ReferenceExtension(
@@ -122,7 +122,7 @@ REFERENCE_EXTENSIONS: tuple[ReferenceExtension, ...] = (
         handle=mask_pii.handle,
         side_effect_free=True,
         description="Masks e-mail addresses and phone numbers in the response text.",
-        timeout_ms=100,
+        timeout_ms=200,
         retry=1,
     ),
 )

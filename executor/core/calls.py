@@ -1,0 +1,189 @@
+"""One step's extension call: the request body, retries, and the reply contract of its stage.
+
+Retries: a call is repeated, up to the extension's ``retry`` count and after a short backoff,
+only when the failure proves the request never reached the extension (no responders, or NATS
+unavailable before sending). A timeout is never repeated because the extension may have run.
+An error reply is not repeated either: the extension ran and answered, and repeating a
+deterministic failure only adds latency.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from executor.core import codec
+from executor.core.errors import (
+    BadReply,
+    ExtensionCallError,
+    ExtensionDisabled,
+    ExtensionReplyError,
+    ExtensionTypeMismatch,
+    UnknownExtension,
+)
+from executor.core.model import EXTENSION_TYPE_BY_STAGE, ExtensionSpec, StepSpec
+from executor.core.transport import Transport
+
+OK = "ok"
+REJECTED = "rejected"
+FAILED = "failed"
+CANCELLED = "cancelled"
+SKIPPED = "skipped"
+
+VALIDATORS = "validators"
+
+
+@dataclass
+class CallInput:
+    """What every member of a group receives: the message and context before the group."""
+
+    trace_id: str
+    tenant_id: str
+    payload: Any
+    metadata: dict[str, Any]
+
+
+@dataclass
+class MemberOutcome:
+    """How one step ended; ``reply`` is the decoded reply of a processor that succeeded."""
+
+    step: StepSpec
+    status: str = OK
+    attempts: int = 0
+    latency_ms: float = 0.0
+    error: ExtensionCallError | None = None
+    reply: dict[str, Any] | None = None
+    reject_reason: str | None = None
+    reject_details: Any = None
+    started_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def error_type(self) -> str | None:
+        return None if self.error is None else self.error.error_type
+
+    def finish(self, status: str, error: ExtensionCallError | None = None) -> MemberOutcome:
+        """Set the final status and error and stamp the latency; returns ``self``."""
+        self.status = status
+        self.error = error
+        self.latency_ms = (time.perf_counter() - self.started_at) * 1000.0
+        return self
+
+
+def call_budget_s(extension: ExtensionSpec, retry_backoff_s: float) -> float:
+    """Return the longest a call with all its retries may take, in seconds."""
+    return extension.timeout_ms / 1000.0 * (extension.retry + 1) + retry_backoff_s * extension.retry
+
+
+def traceparent(trace_id: str) -> str:
+    """Return a W3C ``traceparent`` header value with a new span id for ``trace_id``."""
+    span_id = random.getrandbits(64) or 1
+    return f"00-{trace_id}-{span_id:016x}-01"
+
+
+class ExtensionCaller:
+    """Calls a step's extension through a transport and applies its stage's reply rules."""
+
+    def __init__(self, transport: Transport, retry_backoff_s: float) -> None:
+        self._transport = transport
+        self._retry_backoff_s = retry_backoff_s
+
+    async def call(self, stage: str, step: StepSpec, extension: ExtensionSpec | None,
+                   call_input: CallInput, outcome: MemberOutcome) -> MemberOutcome:
+        """Run the step and fill ``outcome`` in; never raises except ``CancelledError``.
+
+        ``outcome`` is passed in so a caller that cancels the call still sees the attempts made.
+        """
+        try:
+            extension = _usable_extension(stage, step, extension)
+            data = _request_body(step, call_input)
+            reply = await self._request_with_retries(extension, data, call_input.trace_id, outcome)
+            return _apply_reply_contract(stage, reply, outcome)
+        except ExtensionCallError as error:
+            return outcome.finish(FAILED, error)
+
+    async def _request_with_retries(self, extension: ExtensionSpec, data: bytes, trace_id: str,
+                                    outcome: MemberOutcome) -> bytes:
+        timeout_s = extension.timeout_ms / 1000.0
+        while True:
+            outcome.attempts += 1
+            headers = {"traceparent": traceparent(trace_id)}
+            try:
+                return await self._transport.request(extension.subject, data, headers, timeout_s)
+            except ExtensionCallError as error:
+                if not error.retryable or outcome.attempts > extension.retry:
+                    raise
+            await asyncio.sleep(self._retry_backoff_s)
+
+
+def _usable_extension(stage: str, step: StepSpec, extension: ExtensionSpec | None) -> ExtensionSpec:
+    if extension is None:
+        raise UnknownExtension(f"Extension {step.id!r} is not in the registry.")
+    if not extension.enabled:
+        raise ExtensionDisabled(f"Extension {step.id!r} is disabled.")
+    if extension.type != EXTENSION_TYPE_BY_STAGE[stage]:
+        raise ExtensionTypeMismatch(
+            f"Extension {step.id!r} has type {extension.type!r}, which does not belong in stage {stage!r}."
+        )
+    return extension
+
+
+def _request_body(step: StepSpec, call_input: CallInput) -> bytes:
+    body: dict[str, Any] = {
+        "trace_id": call_input.trace_id,
+        "tenant_id": call_input.tenant_id,
+        "payload": call_input.payload,
+        "metadata": call_input.metadata,
+    }
+    if step.config is not None:
+        body["config"] = step.config
+    return codec.encode(body)
+
+
+def _apply_reply_contract(stage: str, data: bytes, outcome: MemberOutcome) -> MemberOutcome:
+    reply = _decode_reply(data)
+    if stage == VALIDATORS:
+        return _validator_outcome(reply, outcome)
+
+    metadata = reply.get("metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise BadReply(f"The reply's metadata must be a JSON object, got {type(metadata).__name__}.")
+    outcome.reply = reply
+    return outcome.finish(OK)
+
+
+def _decode_reply(data: bytes) -> dict[str, Any]:
+    try:
+        reply = codec.decode(data)
+    except ValueError as error:
+        raise BadReply(f"The reply is not valid JSON: {error}.") from error
+    if not isinstance(reply, dict):
+        raise BadReply(f"The reply must be a JSON object, got {type(reply).__name__}.")
+
+    error = reply.get("error")
+    if error is None:
+        return reply
+    if not isinstance(error, Mapping):
+        raise BadReply(f"The reply's error must be a JSON object, got {type(error).__name__}.")
+    raise ExtensionReplyError(_optional_text(error.get("code")), _optional_text(error.get("message")))
+
+
+def _validator_outcome(reply: dict[str, Any], outcome: MemberOutcome) -> MemberOutcome:
+    status = reply.get("status")
+    reason = reply.get("reason")
+    if status not in (None, "ok", "reject"):
+        raise BadReply(f"A validator's status must be 'ok' or 'reject', got {status!r}.")
+    if reason is not None and not isinstance(reason, str):
+        raise BadReply(f"A validator's reason must be a string, got {type(reason).__name__}.")
+
+    if status == "reject":
+        outcome.reject_reason = reason
+        outcome.reject_details = reply.get("details")
+        return outcome.finish(REJECTED)
+    return outcome.finish(OK)
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)

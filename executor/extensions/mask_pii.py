@@ -4,7 +4,7 @@ Every e-mail address becomes ``[email]`` and every phone number ``[phone]``, in 
 message text and, when present, in its ``normalized_text``. A phone number here is 7 to 15
 digits (the E.164 maximum) in at least two groups, optionally with a ``+`` country code and
 an area code in brackets, separated by spaces, dots or hyphens. A date such as
-``2024-01-27`` is not a phone number. The context gets ``pii_masked`` with the counts
+``2024-01-27`` and a US Social Security number such as ``078-05-1120`` are not phone numbers. The context gets ``pii_masked`` with the counts
 masked in the message text.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from executor.extensions._contract import (
     with_text,
 )
 from executor.extensions.extract_metadata import EMAIL
+from executor.extensions.pii_guard import US_SSN
 
 SUBJECT = "beamline.ext.post.mask_pii.v1"
 EMAIL_MASK = "[email]"
@@ -35,10 +36,10 @@ PHONE_MAX_DIGITS = 15
 
 
 def is_phone_number(candidate: str) -> bool:
-    """Return whether a ``PHONE_CANDIDATE`` match has a phone number's digit count and is no date."""
-    digit_count = sum(character.isdigit() for character in candidate)
-    if ISO_DATE.fullmatch(candidate):
+    """Return whether a ``PHONE_CANDIDATE`` match has a phone number's digit count and is no date or SSN."""
+    if ISO_DATE.fullmatch(candidate) or US_SSN.fullmatch(candidate):
         return False
+    digit_count = sum(character.isdigit() for character in candidate)
     return PHONE_MIN_DIGITS <= digit_count <= PHONE_MAX_DIGITS
 
 

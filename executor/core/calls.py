@@ -44,6 +44,18 @@ class CallInput:
     tenant_id: str
     payload: Any
     metadata: dict[str, Any]
+    _encoded: bytes | None = field(default=None, init=False, repr=False)
+
+    def encoded(self) -> bytes:
+        """Return ``{trace_id, tenant_id, payload, metadata}`` as JSON, encoded once per group."""
+        if self._encoded is None:
+            self._encoded = codec.encode({
+                "trace_id": self.trace_id,
+                "tenant_id": self.tenant_id,
+                "payload": self.payload,
+                "metadata": self.metadata,
+            })
+        return self._encoded
 
 
 @dataclass
@@ -131,15 +143,11 @@ def _usable_extension(stage: str, step: StepSpec, extension: ExtensionSpec | Non
 
 
 def _request_body(step: StepSpec, call_input: CallInput) -> bytes:
-    body: dict[str, Any] = {
-        "trace_id": call_input.trace_id,
-        "tenant_id": call_input.tenant_id,
-        "payload": call_input.payload,
-        "metadata": call_input.metadata,
-    }
-    if step.config is not None:
-        body["config"] = step.config
-    return codec.encode(body)
+    shared = call_input.encoded()
+    if step.config is None:
+        return shared
+    # The shared body is a JSON object, so it ends in "}"; the step's config goes in before it.
+    return shared[:-1] + b',"config":' + codec.encode(step.config) + b"}"
 
 
 def _apply_reply_contract(stage: str, data: bytes, outcome: MemberOutcome) -> MemberOutcome:

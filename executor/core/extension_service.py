@@ -19,7 +19,6 @@ Contract of ``serve_extension``:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +26,8 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from executor.core import codec
 
 logger = logging.getLogger("executor.extension_service")
 
@@ -91,7 +92,7 @@ class ExtensionServer:
         try:
             reply = await self._reply_for(msg.data)
             if msg.reply:
-                await msg.respond(json.dumps(reply).encode())
+                await msg.respond(codec.encode(reply))
         except Exception as error:  # noqa: BLE001 - one failed reply must not stop the service
             logger.warning("Replying on %s failed: %s", self.subject, error)
         finally:
@@ -99,7 +100,7 @@ class ExtensionServer:
 
     async def _reply_for(self, data: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(data)
+            request = codec.decode(data)
         except ValueError as error:
             return _error_reply("invalid_request", f"The request is not valid JSON: {error}.")
         if not isinstance(request, dict):

@@ -21,7 +21,6 @@ from executor.core.observer import (
     ConflictEvent,
     GroupEvent,
     InvocationEvent,
-    NoopObserver,
     PipelineEvent,
     PipelineObserver,
 )
@@ -46,7 +45,8 @@ class PipelineRunner:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}.")
         self.max_in_flight = max_in_flight
         self._groups = GroupRunner(ExtensionCaller(transport, retry_backoff_s), retry_backoff_s)
-        self._observer: PipelineObserver = observer or NoopObserver()
+        # Without an observer the runner builds no events at all, which keeps the hot path lean.
+        self._observer: PipelineObserver | None = observer
         self._in_flight = 0
         self._plan_snapshot: Snapshot | None = None
         self._plans: dict[tuple[str, str, str], StagePlan] = {}
@@ -200,6 +200,8 @@ class _PipelineRun:
                 conflict.section, conflict.key, conflict.winner_id, conflict.loser_id, stage, group.group_id,
                 request.policy_id, request.tenant_id, request.trace_id,
             )
+        if self.observer is None:
+            return
         _notify(self.observer.merge_conflict, *(
             ConflictEvent(stage, request.policy_id, request.tenant_id, request.trace_id, group.group_id,
                           conflict.section, conflict.key, conflict.loser_id, conflict.winner_id)
@@ -227,6 +229,8 @@ class _PipelineRun:
                 self.status, error_type, self.error.get("stage") if self.error else None,
                 self.error.get("extension_id") if self.error else None, request.trace_id,
             )
+        if self.observer is None:
+            return
         _notify(self.observer.pipeline_finished, PipelineEvent(
             request.policy_id, request.tenant_id, request.trace_id, self.snapshot.revision, self.status,
             error_type, self._execution_mode(), latency_ms,

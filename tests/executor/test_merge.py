@@ -113,3 +113,11 @@ def test_apply_reply_missing_keys_mean_unchanged():
     assert payload == GROUP_INPUT
     assert metadata == CONTEXT
     assert metadata is not CONTEXT
+
+
+def test_codec_round_trips_values_orjson_rejects():
+    from executor.core import codec
+
+    big = {"n": 2**70, "text": "héllo"}
+
+    assert codec.decode(codec.encode(big)) == big

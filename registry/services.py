@@ -111,14 +111,16 @@ def delete_tenant(tenant: Tenant) -> None:
 
 
 @transaction.atomic
-def create_extension(entry: dict[str, Any], *, user: AbstractBaseUser | None = None) -> Extension:
+def create_extension(
+    entry: dict[str, Any], *, user: AbstractBaseUser | None = None, owner: AbstractBaseUser | None = None
+) -> Extension:
     """Create an extension and its first, active version from a registry entry."""
     _raise_if_invalid("invalid_extension", "The extension entry is invalid.", validate_extension_entry(entry))
     if Extension.objects.filter(extension_id=entry["id"]).exists():
         raise RegistryConflict("already_exists", f"Extension {entry['id']!r} already exists; update it instead.")
 
     extension = Extension.objects.create(
-        extension_id=entry["id"], type=entry["type"], enabled=entry.get("enabled", True)
+        extension_id=entry["id"], type=entry["type"], enabled=entry.get("enabled", True), owner=owner
     )
     ExtensionVersion.objects.create(
         extension=extension, is_active=True, created_by=_real_user(user), **_version_model_fields(entry)
@@ -180,11 +182,17 @@ def save_extension(entry: dict[str, Any], *, user: AbstractBaseUser | None = Non
 
 
 @transaction.atomic
-def update_extension_settings(extension: Extension, *, extension_type: str, enabled: bool) -> Extension:
-    """Change an extension's type and enabled flag, keeping its versions as they are."""
+def update_extension_settings(
+    extension: Extension, *, extension_type: str, enabled: bool, owner: AbstractBaseUser | None
+) -> Extension:
+    """Change an extension's type, enabled flag and owner, keeping its versions as they are.
+
+    The caller checks that the versions' subjects fit a new type; the admin's form does.
+    """
     _check_type_fits_policies(extension, extension_type)
     extension.type = extension_type
     extension.enabled = enabled
+    extension.owner = owner
     extension.save()
     bump_revision()
     return extension
@@ -207,9 +215,7 @@ def set_side_effect_free(extension: Extension, side_effect_free: bool) -> Extens
 @transaction.atomic
 def delete_extension(extension: Extension) -> None:
     """Delete an extension, with its versions, that no policy step uses."""
-    policy_ids = sorted(
-        set(PolicyStep.objects.filter(extension_id=extension.extension_id).values_list("policy__policy_id", flat=True))
-    )
+    policy_ids = policies_using([extension.extension_id])
     if policy_ids:
         raise RegistryConflict(
             "extension_in_use",
@@ -449,12 +455,22 @@ def _lock_extension(extension: Extension) -> Extension:
     return Extension.objects.select_for_update().get(pk=extension.pk)
 
 
-def _check_type_fits_policies(extension: Extension, extension_type: str) -> None:
+def policies_that_block_type(extension: Extension, extension_type: str) -> list[str]:
+    """Return the ids of policies that use ``extension`` in a stage that does not take ``extension_type``."""
     if extension_type == extension.type:
-        return
-
+        return []
     steps = PolicyStep.objects.filter(extension_id=extension.extension_id).select_related("policy")
-    misfits = sorted({step.policy.policy_id for step in steps if STAGE_EXTENSION_TYPE[step.stage] != extension_type})
+    return sorted({step.policy.policy_id for step in steps if STAGE_EXTENSION_TYPE[step.stage] != extension_type})
+
+
+def policies_using(extension_ids: list[str]) -> list[str]:
+    """Return the ids of policies with a step that uses any of ``extension_ids``."""
+    steps = PolicyStep.objects.filter(extension_id__in=extension_ids)
+    return sorted(set(steps.values_list("policy__policy_id", flat=True)))
+
+
+def _check_type_fits_policies(extension: Extension, extension_type: str) -> None:
+    misfits = policies_that_block_type(extension, extension_type)
     if misfits:
         raise RegistryConflict(
             "extension_in_use",

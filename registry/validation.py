@@ -366,20 +366,7 @@ def validate_stage(stage: str, steps: Any, catalog: Catalog) -> list[FieldError]
 
 
 def _policy_identity_errors(document: Mapping[str, Any], catalog: Catalog) -> list[FieldError]:
-    errors = []
-    policy_id = document.get("policy_id")
-    if not _is_filled_string(policy_id):
-        errors.append(_missing_or_blank("policy_id", policy_id, "a policy id such as acme-default"))
-    elif len(policy_id) > 200 or not re.fullmatch(POLICY_ID_PATTERN, policy_id):
-        errors.append(
-            _error(
-                "invalid_format",
-                "policy_id",
-                f"policy_id {policy_id!r} is invalid; expected letters, digits, '_', '-', '.' and ':', "
-                "starting with a letter or digit, at most 200 characters.",
-            )
-        )
-
+    errors = validate_policy_id(document.get("policy_id"))
     tenant_id = document.get("tenant_id")
     if not _is_filled_string(tenant_id):
         errors.append(_missing_or_blank("tenant_id", tenant_id, "the id of an existing tenant"))
@@ -392,6 +379,19 @@ def _policy_identity_errors(document: Mapping[str, Any], catalog: Catalog) -> li
             )
         )
     return errors
+
+
+def validate_policy_id(policy_id: Any) -> list[FieldError]:
+    """Check that ``policy_id`` is a non-blank id made of URL-safe characters."""
+    if not _is_filled_string(policy_id):
+        return [_missing_or_blank("policy_id", policy_id, "a policy id such as acme-default")]
+    if len(policy_id) > 200 or not re.fullmatch(POLICY_ID_PATTERN, policy_id):
+        message = (
+            f"policy_id {policy_id!r} is invalid; expected letters, digits, '_', '-', '.' and ':', "
+            "starting with a letter or digit, at most 200 characters."
+        )
+        return [_error("invalid_format", "policy_id", message)]
+    return []
 
 
 def _step_errors(stage: str, index: int, step: Any, catalog: Catalog) -> list[FieldError]:

@@ -22,7 +22,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     """Authenticate ``Authorization: Bearer <token>`` (or ``Token <token>``) against ``ApiToken``.
 
     The request's ``auth`` is the token, whose scope the permission class checks; its ``user`` is
-    the token's user, or an anonymous user for a token that acts for nobody.
+    the token's user, or an anonymous user for a token that has no user.
     """
 
     def authenticate(self, request: Request) -> tuple[object, ApiToken] | None:

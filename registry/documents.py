@@ -1,6 +1,6 @@
 """The registry's JSON documents built from the models: registry entries, policies, tenants.
 
-The API, the export and the admin's previews all use these builders, so the router sees the
+The API and the export both use these builders, so the router gets the
 same shapes everywhere.
 """
 from __future__ import annotations

@@ -29,8 +29,8 @@ class OptionalJSONField(forms.JSONField):
 
 
 class ExtensionVersionInlineForm(forms.ModelForm):
-    # A plain form field, not the model's is_active: the model's one-active-version constraint
-    # would reject each row of a switch on its own; the formset checks the rows together.
+    # A plain form field rather than the model's is_active, because the one-active-version
+    # constraint would reject each row of a switch on its own. The formset checks all rows together.
     active = forms.BooleanField(required=False, help_text="Exactly one version is active.")
     config = OptionalJSONField(required=False, help_text="A JSON object; empty for none.")
     metadata_extra = OptionalJSONField(required=False, label="Other metadata", help_text="A JSON object; empty for none.")

@@ -1,4 +1,4 @@
-"""Who may call the REST API: token scopes for machines, model permissions for staff."""
+"""API permissions: token scopes for machines, Django model permissions for staff."""
 from __future__ import annotations
 
 from typing import Any
@@ -23,9 +23,9 @@ class HasApiScope(permissions.BasePermission):
     """Allow a token by its scope, and a signed-in user by Django model permissions.
 
     Safe methods need a ``read`` or ``write`` token, other methods a ``write`` token. A session
-    user must be active staff with ``registry.<action>_<model>`` for the view's ``permission_model``
-    (``view``, ``add``, ``change``, ``delete`` by method); a view may override the action per method
-    with ``permission_actions``.
+    user must be active staff with ``registry.<action>_<model>`` for the view's ``permission_model``,
+    where the action is ``view``, ``add``, ``change`` or ``delete`` by method. A view may map methods
+    to other actions with ``permission_actions``.
     """
 
     message = "Your credentials do not allow this request."

@@ -60,7 +60,7 @@ def create_tenant(document: dict[str, Any]) -> Tenant:
     """Create a tenant from ``{tenant_id, name, description?}``."""
     _raise_if_invalid("invalid_tenant", "The tenant is invalid.", validate_tenant(document))
     if Tenant.objects.filter(tenant_id=document["tenant_id"]).exists():
-        raise RegistryConflict("already_exists", f"Tenant {document['tenant_id']!r} already exists.")
+        raise RegistryConflict("already_exists", f"Tenant {document['tenant_id']!r} already exists; update it instead.")
 
     tenant = Tenant.objects.create(
         tenant_id=document["tenant_id"], name=document["name"], description=document.get("description", "")
@@ -74,7 +74,8 @@ def update_tenant(tenant: Tenant, document: dict[str, Any]) -> Tenant:
     """Replace a tenant's name and description; ``tenant_id``, if given, must not change."""
     document = {"tenant_id": tenant.tenant_id, **document} if isinstance(document, dict) else document
     errors = validate_tenant(document)
-    errors += _identity_change_errors(document, "tenant_id", tenant.tenant_id)
+    if not errors:
+        errors = _identity_change_errors(document, "tenant_id", tenant.tenant_id)
     _raise_if_invalid("invalid_tenant", "The tenant is invalid.", errors)
 
     tenant.name = document["name"]

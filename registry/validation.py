@@ -46,8 +46,8 @@ STEP_CHOICE_FIELD = {"pre": ("mode", MODES), "validators": ("on_fail", ON_FAIL_C
 
 @dataclass(frozen=True)
 class FieldError:
-    """One problem in a document: where it is (``path``, ``field``, for policies ``stage`` and
-    ``step``), a stable ``code`` and a message that says what was expected."""
+    """One problem in a document: its location (``path``, ``field``, for policies ``stage`` and
+    ``step``), a stable ``code`` and a message that states what was expected."""
 
     code: str
     message: str
@@ -99,7 +99,7 @@ class InvalidDocument(Exception):
 
 @dataclass(frozen=True)
 class ExtensionFacts:
-    """What policy validation needs to know about an extension."""
+    """The facts about an extension that policy validation checks."""
 
     type: str
     enabled: bool
@@ -328,7 +328,7 @@ def validate_tenant(document: Any) -> list[FieldError]:
 def validate_policy(document: Any, catalog: Catalog | None = None) -> list[FieldError]:
     """Validate a whole policy document and return every error, in document order.
 
-    ``catalog`` says which extensions and tenants exist; it is read from the database when not
+    ``catalog`` lists the extensions and tenants that exist; it is read from the database when not
     given. Keys other than ``policy_id``, ``tenant_id`` and the stages belong to the router and
     are not checked.
     """

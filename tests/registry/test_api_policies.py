@@ -168,3 +168,34 @@ def test_list_costs_constant_queries(write_client, ready, depends_on_policy, dja
         response = write_client.get("/api/v1/policies/")
 
     assert len(response.json()) == 20
+
+
+@pytest.mark.parametrize("url", ["/api/v1/policies/", "/api/v1/extensions/", "/api/v1/tenants/"])
+def test_body_that_is_not_an_object_is_400(write_client, url):
+    response = write_client.post(url, [1, 2], format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["code"] == "invalid_type"
+
+
+def test_tenant_api_round_trip(write_client):
+    tenant = {"tenant_id": "globex", "name": "Globex", "description": "Second tenant"}
+
+    created = write_client.post("/api/v1/tenants/", tenant, format="json")
+    patched = write_client.patch("/api/v1/tenants/globex/", {"name": "Globex Corp"}, format="json")
+    renamed = write_client.put("/api/v1/tenants/globex/", {**tenant, "tenant_id": "other"}, format="json")
+
+    assert created.status_code == 201
+    assert write_client.get("/api/v1/tenants/globex").json()["name"] == "Globex Corp"
+    assert patched.json() == {**tenant, "name": "Globex Corp"}
+    assert renamed.status_code == 400
+    assert renamed.json()["error"]["details"][0]["code"] == "immutable_field"
+
+
+def test_tenant_with_policies_cannot_be_deleted(write_client, ready, depends_on_policy):
+    write_client.post("/api/v1/policies/", depends_on_policy, format="json")
+
+    response = write_client.delete("/api/v1/tenants/acme/")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "tenant_in_use"

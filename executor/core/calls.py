@@ -3,7 +3,7 @@
 Retries: a call is repeated, up to the extension's ``retry`` count and after a short backoff,
 only when the failure proves the request never reached the extension (no responders, or NATS
 unavailable before sending). A timeout is never repeated because the extension may have run.
-An error reply is not repeated either: the extension ran and answered, and repeating a
+An error reply is not repeated either, because the extension ran and replied, and repeating a
 deterministic failure only adds latency.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ VALIDATORS = "validators"
 
 @dataclass
 class CallInput:
-    """What every member of a group receives: the message and context before the group."""
+    """The input every member of a group receives: the message and context before the group."""
 
     trace_id: str
     tenant_id: str
@@ -60,7 +60,7 @@ class CallInput:
 
 @dataclass
 class MemberOutcome:
-    """How one step ended; ``reply`` is the decoded reply of a processor that succeeded."""
+    """The end state of one step; ``reply`` is the decoded reply of a processor that succeeded."""
 
     step: StepSpec
     status: str = OK

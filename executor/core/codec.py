@@ -1,7 +1,7 @@
 """JSON encoding and decoding for everything the executor sends or receives.
 
-orjson does the work because the executor encodes and decodes JSON on every extension call;
-the standard library's encoder takes over for the values orjson rejects (integers beyond
+orjson does the work because the executor encodes and decodes JSON on every extension call.
+The standard library's encoder takes over for the values orjson rejects (integers beyond
 64 bits, for example), so any JSON value a request carries can be sent on.
 """
 from __future__ import annotations

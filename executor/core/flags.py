@@ -30,7 +30,7 @@ _STAGE_SWITCHES = {
 
 
 class FlagConfigError(ValueError):
-    """An environment variable holds a value its flag cannot take."""
+    """An environment variable contains a value its flag cannot take."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class ParallelDecision:
 
 
 class FlagSource(Protocol):
-    """Where the executor gets the flags in force right now."""
+    """The source of the flags in force right now."""
 
     def current(self) -> ParallelFlags:
         """Return the flags in force now."""
@@ -104,7 +104,7 @@ def parallel_decision(flags: ParallelFlags, tenant_id: str | None, policy_id: st
     """Decide whether ``stage`` of ``policy_id`` may run parallel groups for ``tenant_id``.
 
     The master switch and the stage's switch must be on. A per-tenant override, on or off,
-    beats the tenant allowlist; an empty allowlist admits every tenant, and a missing tenant id
+    beats the tenant allowlist. An empty allowlist admits every tenant, and a missing tenant id
     never matches a non-empty one. Policies follow the same rules. Raises ``ValueError`` for an
     unknown stage.
     """
@@ -116,21 +116,21 @@ def parallel_decision(flags: ParallelFlags, tenant_id: str | None, policy_id: st
     if not getattr(flags, _STAGE_SWITCHES[stage]):
         return ParallelDecision(False, "stage switch off")
 
-    tenant_refusal = _allowlist_refusal(
+    tenant_denial = _allowlist_denial(
         "tenant", tenant_id, flags.tenant_overrides, flags.parallel_execution_tenant_allowlist
     )
-    if tenant_refusal:
-        return ParallelDecision(False, tenant_refusal)
+    if tenant_denial:
+        return ParallelDecision(False, tenant_denial)
 
-    policy_refusal = _allowlist_refusal(
+    policy_denial = _allowlist_denial(
         "policy", policy_id, flags.policy_overrides, flags.parallel_execution_policy_allowlist
     )
-    if policy_refusal:
-        return ParallelDecision(False, policy_refusal)
+    if policy_denial:
+        return ParallelDecision(False, policy_denial)
     return ParallelDecision(True, "parallel execution on")
 
 
-def _allowlist_refusal(kind: str, item_id: str | None, overrides: Mapping[str, bool],
+def _allowlist_denial(kind: str, item_id: str | None, overrides: Mapping[str, bool],
                        allowlist: tuple[str, ...]) -> str | None:
     if item_id and item_id in overrides:
         return None if overrides[item_id] else f"{kind} disabled by override"

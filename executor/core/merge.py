@@ -10,8 +10,8 @@ input: the context keys it added or changed, and the top-level message keys it a
 changed or removed. When either the input message or the replied one is not an object, the
 member changed the message as a whole (when it differs). Changes apply in declared order
 whatever order the replies arrived in, so the last declared member wins a conflict. A conflict
-is two members changing the same key to different values (or one removing what another
-sets); two members agreeing on a value do not conflict.
+is two members changing the same key to different values, or one removing what another
+sets. Two members agreeing on a value do not conflict.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class Conflict:
 
 @dataclass
 class MemberChanges:
-    """What one member changed relative to its group's input."""
+    """The changes one member made relative to its group's input."""
 
     extension_id: str
     context: dict[str, Any] = field(default_factory=dict)

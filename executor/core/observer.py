@@ -3,7 +3,7 @@
 ``PipelineRunner`` calls ``invocation_finished`` once per extension call (retries included in
 its ``attempts``), ``group_finished`` once per group, ``merge_conflict`` once per conflict and
 ``pipeline_finished`` once per pipeline. Hooks run on the event loop inside the request, so they
-must be quick and must not block; an exception from a hook is logged and otherwise ignored.
+must be quick and must not block. An exception from a hook is logged and otherwise ignored.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class PipelineEvent:
 
 
 class PipelineObserver(Protocol):
-    """What the runner reports to; every hook is optional in ``NoopObserver`` subclasses."""
+    """The receiver of the runner's events; ``NoopObserver`` subclasses override only the hooks they need."""
 
     def invocation_finished(self, event: InvocationEvent) -> None: ...
 

@@ -7,7 +7,7 @@ Rules, per stage:
   ``depends_on`` (an empty list counts). Any other step is a barrier and runs alone.
 - Steps run in the declared order, moved only as far as ``depends_on`` requires
   (``registry.dependencies.sequential_order``). Barriers split that order into stretches.
-- Inside a stretch, level 0 holds the steps that depend on nothing in the stretch and level N
+- Inside a stretch, level 0 contains the steps that depend on nothing in the stretch and level N
   the steps whose latest dependency in the stretch is at level N-1. Each level becomes one
   group, split in declared order when it is larger than the max group size.
 - A group of two or more steps has ``execution_mode`` ``parallel``. A group of one step is

@@ -36,7 +36,7 @@ def parse_request(request: Any) -> PipelineRequest:
     """Validate ``request`` and return it as a ``PipelineRequest``.
 
     Raises ``InvalidRequest`` with the path of the first invalid field. A missing ``trace_id``
-    gets a new random one; a present one must be 32 lower-case hex digits, not all zeros,
+    gets a new random one. A given one must be 32 lower-case hex digits, not all zeros,
     because it becomes the trace id of the W3C ``traceparent`` header.
     """
     if not isinstance(request, Mapping):

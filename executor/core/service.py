@@ -35,7 +35,7 @@ EXECUTOR_QUEUE = "beamline-executor"
 
 
 class SnapshotProvider(Protocol):
-    """Where the service gets the snapshot in force; ``None`` until the first one is loaded."""
+    """The source of the snapshot in force; ``current()`` returns ``None`` until one is loaded."""
 
     def current(self) -> Snapshot | None:
         """Return the snapshot in force now, or ``None`` when none is loaded yet."""

@@ -1,8 +1,8 @@
 """How the executor sends one request to an extension and gets its reply.
 
 ``NatsTransport`` is the real one; ``InMemoryTransport`` calls registered coroutines in the
-same process, for fast tests. Both raise only ``ExtensionCallError`` subclasses, so the
-runtime never sees a nats-py exception.
+same process, for fast tests. Both raise only ``ExtensionCallError`` subclasses, so no
+nats-py exception reaches the runtime.
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ class NatsTransport:
         self._nc = nc
 
     async def request(self, subject: str, data: bytes, headers: dict[str, str], timeout: float) -> bytes:
-        # nats-py would buffer a request made while reconnecting and let it time out; failing
-        # at once tells the caller the request was never sent, so it may be retried.
+        # nats-py would buffer a request made while reconnecting and let it time out. Failing
+        # at once marks the request as never sent, so the caller may retry it.
         if not self._nc.is_connected:
             raise NatsUnavailable(f"The request to {subject} was not sent: NATS is not connected.",
                                   request_sent=False)
@@ -65,8 +65,8 @@ class NatsTransport:
         return reply.data
 
     def _timeout_error(self, subject: str, timeout: float) -> ExtensionCallError:
-        # A request sent while connected and then stranded by a lost connection times out
-        # like any other; name the real cause when the connection is down by then.
+        # A request stranded by a lost connection times out like any other. When the
+        # connection is down by then, the error names that cause instead.
         if not self._nc.is_connected:
             return NatsUnavailable(
                 f"No reply from {subject} within {timeout:.3f} s because the NATS connection was lost.",

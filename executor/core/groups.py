@@ -35,6 +35,8 @@ class GroupResult:
     """A group's member outcomes in declared order, its merged output and what ended it.
 
     ``stopper`` is the first member in declared order that ends the pipeline, if any.
+    NOTE: it is chosen among the members that had finished when the group stopped. A member
+    declared earlier that would also have rejected, but was still running, is cancelled first.
     """
 
     group: PlannedGroup

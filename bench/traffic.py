@@ -55,7 +55,7 @@ DEMO_TARGETS = (
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one request came back with; ``executor_ms`` is ``None`` without an executor reply."""
+    """The result of one request; ``executor_ms`` is ``None`` without an executor reply."""
 
     tenant_id: str
     mode: str
@@ -65,7 +65,7 @@ class Outcome:
 
 
 class TrafficError(RuntimeError):
-    """The traffic run cannot start; the message says what to do."""
+    """The traffic run cannot start; the message tells the user what to fix."""
 
 
 # Configuration
@@ -209,11 +209,11 @@ async def check_executor_answers(nc: Client, target: Target, message: dict[str, 
         await nc.request(EXECUTE_SUBJECT, execute_request(target, message), timeout=timeout_s)
     except NoRespondersError:
         raise TrafficError(
-            f"No executor answers on {EXECUTE_SUBJECT}; is `make run` running?"
+            f"No executor responds on {EXECUTE_SUBJECT}; is `make run` running?"
         ) from None
     except NatsTimeoutError:
         raise TrafficError(
-            f"The executor did not answer on {EXECUTE_SUBJECT} within {timeout_s} s; "
+            f"The executor did not respond on {EXECUTE_SUBJECT} within {timeout_s} s; "
             "check its log, or raise --timeout."
         ) from None
 

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default=os.environ.get("LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="least severe log level written (default: the LOG_LEVEL environment variable, else INFO)",
+        help="minimum log level to write (default: the LOG_LEVEL environment variable, else INFO)",
     )
     return parser
 

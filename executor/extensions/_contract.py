@@ -1,4 +1,4 @@
-"""The extension-call contract as the reference extensions read and answer it.
+"""The extension-call contract as the reference extensions parse requests and build replies.
 
 A request is ``{trace_id, tenant_id, payload, metadata, config?}``: ``payload`` is the message
 ``{message_id, message_type, payload, metadata}`` and ``metadata`` is the request context.

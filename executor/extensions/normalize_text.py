@@ -2,7 +2,7 @@
 
 The normalized text is the original under Unicode NFKC, with every run of whitespace
 collapsed to one space, trimmed, and case-folded. It is added to the message as the
-top-level key ``normalized_text``; the original text stays where it was, so a provider still
+top-level key ``normalized_text``. The original text stays where it was, so a provider still
 receives what the user wrote. The context gets ``normalized: true``.
 """
 from __future__ import annotations

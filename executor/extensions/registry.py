@@ -138,10 +138,10 @@ def select_extensions(ids: Iterable[str] | None) -> list[ReferenceExtension]:
     if ids is None:
         return list(REFERENCE_EXTENSIONS)
 
-    wanted = list(dict.fromkeys(ids))
-    unknown = [extension_id for extension_id in wanted if extension_id not in EXTENSIONS_BY_ID]
+    requested = list(dict.fromkeys(ids))
+    unknown = [extension_id for extension_id in requested if extension_id not in EXTENSIONS_BY_ID]
     if unknown:
         raise ValueError(
             f"Unknown extension id(s): {', '.join(unknown)}. Known: {', '.join(EXTENSIONS_BY_ID)}."
         )
-    return [EXTENSIONS_BY_ID[extension_id] for extension_id in wanted]
+    return [EXTENSIONS_BY_ID[extension_id] for extension_id in requested]

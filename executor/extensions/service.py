@@ -1,8 +1,8 @@
 """Serve the reference extensions over NATS until a signal or a lost connection stops them.
 
 Each extension subscribes to its subject in a queue group of its own, so several copies of
-this process share the load. The handlers are plain blocking functions; they run in a pool
-of worker threads so a slow one (a file write, a long text) never stalls the event loop
+this process share the load. The handlers are plain blocking functions. They run in a pool
+of worker threads, so a slow one (a file write, a long text) does not stall the event loop
 that carries every extension's NATS traffic.
 """
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """The reference extensions: each handler as a pure function, then as NATS services, then the demo data."""
 import asyncio
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -264,7 +268,7 @@ def test_mask_leaves_non_phone_numbers(text):
     assert mask_pii.mask(text) == (text, {"emails": 0, "phones": 0})
 
 
-def test_mask_handler_keeps_payload_shape_and_masks_normalized_text():
+def test_mask_handler_keeps_payload_shape():
     message = {"message_id": "m", "message_type": "text", "payload": {"text": "mail A@Example.com", "lang": "en"},
                "metadata": {}, "normalized_text": "mail a@example.com"}
 
@@ -399,6 +403,36 @@ async def test_service_handles_requests_concurrently(nats_client):
     assert elapsed < 0.5  # one at a time would take 20 × 50 ms = 1 s
 
 
+@pytest.mark.nats
+async def test_entry_point_serves_and_stops_on_sigterm(nats_server, nats_client, tmp_path):
+    environment = {**os.environ, "BEAMLINE_AUDIT_LOG": str(tmp_path / "audit.jsonl")}
+    command = [sys.executable, "-m", "executor.extensions", "--nats-url", nats_server.url,
+               "--only", "normalize_text,detect_language", "--max-concurrency", "4"]
+    process = subprocess.Popen(command, cwd=PROJECT_DIR, env=environment, stderr=subprocess.PIPE, text=True)
+    try:
+        reply = None
+        for _ in range(100):  # up to about 10 s for the process and the language model to load
+            try:
+                reply = await request_json(nats_client, EXTENSIONS_BY_ID["detect_language"].subject,
+                                           request_for("Alle Menschen sind frei"), timeout=0.1)
+                break
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                await asyncio.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    log_messages = [json.loads(line)["message"] for line in log.splitlines()]
+    assert reply is not None, "the extensions did not answer within 10 s"
+    assert reply["metadata"]["language"] == "de"
+    assert process.returncode == 0
+    assert "Reference extensions started" in log_messages
+    assert "Reference extensions stopped" in log_messages
+
+
 # bench.traffic against a stand-in executor
 
 
@@ -503,7 +537,7 @@ def test_demo_tenants_and_policies(demo_registry):
         assert tenant["name"] and tenant["description"]
 
 
-def test_demo_policy_steps_refer_to_extensions_of_their_stage(demo_registry):
+def test_demo_policy_step_types(demo_registry):
     types = {entry["id"]: entry["type"] for entry in demo_registry["extensions"]}
 
     for policy in demo_registry["policies"]:

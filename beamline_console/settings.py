@@ -148,6 +148,11 @@ SPECTACULAR_SETTINGS = {
 # console publishes no change notices; executors then rely on polling the revision.
 NATS_URL = env.str("NATS_URL", default="")
 
+# The executor service (`manage.py run_executor`).
+EXECUTOR_MAX_IN_FLIGHT = env.int("EXECUTOR_MAX_IN_FLIGHT", default=1024)
+EXECUTOR_SNAPSHOT_POLL_SECONDS = env.float("EXECUTOR_SNAPSHOT_POLL_SECONDS", default=2.0)
+EXECUTION_HTTP_TIMEOUT_S = env.float("EXECUTION_HTTP_TIMEOUT_S", default=30.0)
+
 # Celery: Redis or RabbitMQ in production; a file broker under var/ otherwise, so a fresh
 # machine needs no broker server.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

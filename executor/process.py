@@ -1,0 +1,96 @@
+"""One executor process: NATS connection, snapshot, change notices, polling and the service.
+
+``manage.py run_executor`` runs it until SIGINT or SIGTERM; tests run it in their own event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+from nats.aio.client import Client
+
+from executor.core.flags import FlagSource
+from executor.core.runtime import PipelineRunner
+from executor.core.service import ExecutorService
+from executor.core.transport import NatsTransport
+from executor.snapshot_loader import load_snapshot
+from executor.snapshot_provider import DatabaseSnapshotProvider
+from registry.notices import CHANGE_NOTICE_SUBJECT
+from registry.revision import current_revision
+
+logger = logging.getLogger("executor.process")
+
+
+class ExecutorProcess:
+    """The executor's parts, started in order by ``start`` and stopped in reverse by ``stop``."""
+
+    def __init__(
+        self,
+        nats_url: str,
+        flag_source: FlagSource,
+        *,
+        max_in_flight: int,
+        poll_interval_s: float,
+    ) -> None:
+        self.nats_url = nats_url
+        self.max_in_flight = max_in_flight
+        self.snapshots = DatabaseSnapshotProvider(
+            load=lambda: load_snapshot(flag_source),
+            read_revision=current_revision,
+            poll_interval_s=poll_interval_s,
+        )
+        self._nc: Client | None = None
+        self._service: ExecutorService | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load the snapshot, connect to NATS, follow change notices and serve requests."""
+        await self.snapshots.reload("start-up")
+        self._nc = await nats.connect(
+            self.nats_url,
+            name="beamline-executor",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=_log_nats_error,
+            disconnected_cb=_log_disconnected,
+            reconnected_cb=_log_reconnected,
+        )
+        await self._nc.subscribe(CHANGE_NOTICE_SUBJECT, cb=self.snapshots.on_change_notice)
+        self._poller = asyncio.create_task(self.snapshots.poll_forever(), name="snapshot-poll")
+
+        runner = PipelineRunner(NatsTransport(self._nc), max_in_flight=self.max_in_flight)
+        self._service = ExecutorService(self._nc, runner, self.snapshots, max_concurrency=self.max_in_flight)
+        await self._service.start()
+        logger.info("Executor started on %s", self.nats_url)
+
+    async def stop(self) -> None:
+        """Stop serving, let running pipelines finish briefly, and close everything."""
+        if self._service is not None:
+            await self._service.stop()
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        if self._nc is not None:
+            await self._nc.close()
+        self.snapshots.close()
+        logger.info("Executor stopped")
+
+    async def __aenter__(self) -> ExecutorProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+async def _log_nats_error(error: Exception) -> None:
+    logger.warning("NATS connection error: %s", error)
+
+
+async def _log_disconnected() -> None:
+    logger.warning("Disconnected from NATS; pipelines fail with nats_unavailable until it is back")
+
+
+async def _log_reconnected() -> None:
+    logger.info("Reconnected to NATS")

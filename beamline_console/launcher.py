@@ -56,6 +56,9 @@ class Launcher:
             return self._wait_for_exit()
         except KeyboardInterrupt:
             return 0
+        except subprocess.CalledProcessError as error:
+            print(f"Start-up failed: `{' '.join(error.cmd[1:])}` exited with code {error.returncode}.", flush=True)
+            return 1
         finally:
             self._stop_all()
 
@@ -79,7 +82,8 @@ class Launcher:
         console_port = _free_port_preferring(DEFAULT_CONSOLE_PORT)
         celery = [PYTHON, "-m", "celery", "--app", "beamline_console"]
         beat_schedule = self.var_dir / "celerybeat-schedule"
-        (self.var_dir / "celery-broker" / "processed").mkdir(parents=True, exist_ok=True)
+        for folder in ("processed", "control"):
+            (self.var_dir / "celery-broker" / folder).mkdir(parents=True, exist_ok=True)
 
         self._spawn("console", [*MANAGE, "runserver", f"127.0.0.1:{console_port}", "--noreload"])
         self._spawn("executor", [*MANAGE, "run_executor"])
@@ -170,7 +174,13 @@ def _wait_until_answering(url: str, timeout: float) -> None:
     raise RuntimeError(f"The console did not answer at {url} within {timeout:.0f} s.")
 
 
+def _stop_on_sigterm(signal_number: int, frame: object) -> None:
+    # `kill` and service managers send SIGTERM; stopping the children must happen then too.
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     environment = {**DEMO_ENVIRONMENT, **os.environ}
     var_dir = Path(environment.get("BEAMLINE_VAR_DIR", BASE_DIR / "var"))
     var_dir.mkdir(parents=True, exist_ok=True)

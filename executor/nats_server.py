@@ -66,7 +66,9 @@ class LocalNatsServer:
 
         command = [find_nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self._process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        # A session of its own keeps a Ctrl-C meant for its owner from stopping the server
+        # before the clients connected to it have shut down.
+        self._process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
         self._wait_until_listening(timeout)
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from nats.aio.msg import Msg
 
 from executor.core.model import Snapshot
@@ -91,7 +91,9 @@ class DatabaseSnapshotProvider:
             await self.reload_if_revision_moved("revision poll")
 
     def close(self) -> None:
-        self._database_thread.shutdown(wait=False, cancel_futures=True)
+        """Close the database thread's connection and stop the thread."""
+        self._database_thread.submit(connections.close_all)
+        self._database_thread.shutdown(wait=True, cancel_futures=False)
 
     async def _in_database_thread(self, function: Callable[[], object]):  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()

@@ -1,7 +1,7 @@
 """``make run``: the whole product on one machine, stopped together by Ctrl-C.
 
 It starts a NATS server of its own when ``NATS_URL`` is unset, migrates the database,
-loads the demo data on first run, makes sure an admin account exists, and then runs the
+loads the demo data on first run and makes sure an admin account exists. Then it runs the
 console, the executor, the reference extensions and a Celery worker and beat as child
 processes. When any child exits, or on Ctrl-C, it stops all of them.
 """
@@ -171,7 +171,7 @@ def _wait_until_answering(url: str, timeout: float) -> None:
             return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"The console did not answer at {url} within {timeout:.0f} s.")
+    raise RuntimeError(f"The console did not respond at {url} within {timeout:.0f} s; see its log lines above.")
 
 
 def _stop_on_sigterm(signal_number: int, frame: object) -> None:

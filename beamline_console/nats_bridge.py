@@ -91,7 +91,7 @@ class NatsBridge:
             return future.result(timeout=timeout)
         except TimeoutError as error:
             future.cancel()
-            raise NatsBridgeError(f"NATS at {self.url} did not answer within {timeout:.1f} s.") from error
+            raise NatsBridgeError(f"NATS at {self.url} did not respond within {timeout:.1f} s.") from error
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

@@ -41,7 +41,7 @@ STATUS_BY_ERROR_TYPE = {
 class ExecutionView(APIView):
     """Run a pipeline: ``{tenant_id, policy_id, payload, metadata?, trace_id?, stages?}``.
 
-    Every pipeline outcome, a failure included, is a 200 whose ``status`` says how it went.
+    Every pipeline outcome, a failure included, is a 200 whose ``status`` reports how it went.
     A malformed request is a 400, an unknown policy or one of another tenant a 404, and an
     executor that is overloaded, not yet loaded or not running a 503.
     """

@@ -25,6 +25,7 @@ from executor.core.errors import (
     UnknownExtension,
 )
 from executor.core.model import EXTENSION_TYPE_BY_STAGE, ExtensionSpec, StepSpec
+from executor.core.tracing import GroupSpan
 from executor.core.transport import Transport
 
 OK = "ok"
@@ -44,6 +45,7 @@ class CallInput:
     tenant_id: str
     payload: Any
     metadata: dict[str, Any]
+    span: GroupSpan | None = None
     _encoded: bytes | None = field(default=None, init=False, repr=False)
 
     def encoded(self) -> bytes:
@@ -107,21 +109,34 @@ class ExtensionCaller:
         """Run the step and fill ``outcome`` in; never raises except ``CancelledError``.
 
         ``outcome`` is passed in so a caller that cancels the call still sees the attempts made.
+        When ``call_input`` carries a group span, the call gets a member span of its own, which
+        is the parent named in the call's ``traceparent``.
         """
+        member_span = None if call_input.span is None else call_input.span.start_member(step.id)
         try:
             extension = _usable_extension(stage, step, extension)
             data = _request_body(step, call_input)
-            reply = await self._request_with_retries(extension, data, call_input.trace_id, outcome)
-            return _apply_reply_contract(stage, reply, outcome)
+            parent = call_input.trace_id if member_span is None else member_span.traceparent
+            reply = await self._request_with_retries(extension, data, parent, member_span is not None, outcome)
+            _apply_reply_contract(stage, reply, outcome)
         except ExtensionCallError as error:
-            return outcome.finish(FAILED, error)
+            outcome.finish(FAILED, error)
+        except asyncio.CancelledError:
+            if member_span is not None:
+                elapsed_ms = (time.perf_counter() - outcome.started_at) * 1000.0
+                member_span.end(CANCELLED, CANCELLED, outcome.attempts, elapsed_ms)
+            raise
+        if member_span is not None:
+            member_span.end(outcome.status, outcome.error_type, outcome.attempts, outcome.latency_ms)
+        return outcome
 
-    async def _request_with_retries(self, extension: ExtensionSpec, data: bytes, trace_id: str,
+    async def _request_with_retries(self, extension: ExtensionSpec, data: bytes, parent: str, parent_is_header: bool,
                                     outcome: MemberOutcome) -> bytes:
+        # ``parent`` is the member span's traceparent, or else the trace id to send a new span id in.
         timeout_s = extension.timeout_ms / 1000.0
         while True:
             outcome.attempts += 1
-            headers = {"traceparent": traceparent(trace_id)}
+            headers = {"traceparent": parent if parent_is_header else traceparent(parent)}
             try:
                 return await self._transport.request(extension.subject, data, headers, timeout_s)
             except ExtensionCallError as error:

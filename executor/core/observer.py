@@ -32,7 +32,13 @@ class InvocationEvent:
 
 @dataclass(frozen=True)
 class GroupEvent:
-    """One group; ``max_member_latency_ms`` is its slowest call, timed inside the executor."""
+    """One group; ``max_member_latency_ms`` is its slowest call, timed inside the executor.
+
+    ``extensions`` lists the members in declared order, ``failed_extensions`` those whose call
+    failed (not those cancelled because a sibling ended the pipeline), and
+    ``sum_member_latency_ms`` adds up every member's call: what the group would have taken had
+    its members run one after another.
+    """
 
     stage: str
     policy_id: str
@@ -46,6 +52,9 @@ class GroupEvent:
     error_types: tuple[str, ...]
     latency_ms: float
     max_member_latency_ms: float
+    extensions: tuple[str, ...] = ()
+    failed_extensions: tuple[str, ...] = ()
+    sum_member_latency_ms: float = 0.0
 
 
 @dataclass(frozen=True)

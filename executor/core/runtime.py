@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from executor.core.calls import FAILED, OK, REJECTED, SKIPPED, VALIDATORS, CallInput, ExtensionCaller, MemberOutcome
+from executor.core.calls import CANCELLED, FAILED, OK, REJECTED, SKIPPED, VALIDATORS, CallInput, ExtensionCaller, MemberOutcome
 from executor.core.errors import ExtensionReplyError, Overloaded, PlanError
 from executor.core.groups import GroupResult, GroupRunner, ends_pipeline
 from executor.core.model import Snapshot
@@ -26,6 +26,7 @@ from executor.core.observer import (
 )
 from executor.core.plan import PARALLEL, SEQUENTIAL, PlannedGroup, StagePlan, build_stage_plan
 from executor.core.request import PipelineRequest, find_policy, parse_request
+from executor.core.tracing import PipelineSpan, PipelineTracer, parse_traceparent
 from executor.core.transport import Transport
 
 logger = logging.getLogger("executor.runtime")
@@ -40,13 +41,14 @@ class PipelineRunner:
     """
 
     def __init__(self, transport: Transport, *, max_in_flight: int, retry_backoff_s: float = 0.01,
-                 observer: PipelineObserver | None = None) -> None:
+                 observer: PipelineObserver | None = None, tracer: PipelineTracer | None = None) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}.")
         self.max_in_flight = max_in_flight
         self._groups = GroupRunner(ExtensionCaller(transport, retry_backoff_s), retry_backoff_s)
         # Without an observer the runner builds no events at all, which keeps the hot path lean.
         self._observer: PipelineObserver | None = observer
+        self._tracer: PipelineTracer | None = tracer
         self._in_flight = 0
         self._plan_snapshot: Snapshot | None = None
         self._plans: dict[tuple[str, str, str], StagePlan] = {}
@@ -56,21 +58,35 @@ class PipelineRunner:
         """The number of pipelines running now."""
         return self._in_flight
 
-    async def execute(self, snapshot: Snapshot, request: Mapping[str, Any]) -> dict[str, Any]:
+    async def execute(self, snapshot: Snapshot, request: Mapping[str, Any], *,
+                      traceparent: str | None = None) -> dict[str, Any]:
         """Run ``request`` against ``snapshot`` and return the contract's reply.
+
+        ``traceparent`` is the caller's W3C header, if it sent one: a request without a
+        ``trace_id`` takes the header's, and when the two agree the pipeline's spans continue
+        under the caller's span. An invalid header is ignored.
 
         Raises ``InvalidRequest`` (with the field path), ``PolicyNotFound`` for an unknown
         policy or one of another tenant, and ``Overloaded`` when ``max_in_flight`` pipelines
         are already running.
         """
+        parent = parse_traceparent(traceparent) if traceparent else None
+        if parent is not None and isinstance(request, Mapping) and request.get("trace_id") is None:
+            request = {**request, "trace_id": parent.trace_id}
         parsed = parse_request(request)
         find_policy(snapshot, parsed)
         if self._in_flight >= self.max_in_flight:
             raise Overloaded(f"The executor already runs {self.max_in_flight} pipelines; retry later.")
 
+        span: PipelineSpan | None = None
+        if self._tracer is not None:
+            if parent is not None and parent.trace_id != parsed.trace_id:
+                parent = None
+            span = self._tracer.start_pipeline(parsed.policy_id, parsed.tenant_id, parsed.trace_id, parent)
+
         self._in_flight += 1
         try:
-            return await _PipelineRun(self, snapshot, parsed).run()
+            return await _PipelineRun(self, snapshot, parsed, span).run()
         finally:
             self._in_flight -= 1
 
@@ -92,8 +108,10 @@ class PipelineRunner:
 class _PipelineRun:
     """The state of one pipeline run, from the first stage to the reply."""
 
-    def __init__(self, runner: PipelineRunner, snapshot: Snapshot, request: PipelineRequest) -> None:
+    def __init__(self, runner: PipelineRunner, snapshot: Snapshot, request: PipelineRequest,
+                 span: PipelineSpan | None) -> None:
         self.runner = runner
+        self.span = span
         self.snapshot = snapshot
         self.request = request
         self.observer = runner._observer
@@ -115,6 +133,8 @@ class _PipelineRun:
 
         latency_ms = (time.perf_counter() - started) * 1000.0
         self._report_pipeline(latency_ms)
+        if self.span is not None:
+            self.span.end(self.status, None if self.error is None else self.error["type"], self._execution_mode())
         return self._reply(stages, latency_ms)
 
     async def _run_stage(self, stage: str) -> dict[str, Any]:
@@ -134,11 +154,19 @@ class _PipelineRun:
         return {"stage": stage, "groups": groups, "latency_ms": _ms((time.perf_counter() - started) * 1000.0)}
 
     async def _run_group(self, stage: str, group: PlannedGroup) -> dict[str, Any]:
-        call_input = CallInput(self.request.trace_id, self.request.tenant_id, self.payload, self.metadata)
-        result = await self.runner._groups.run(
-            stage, group, self.snapshot.extensions, call_input,
-            self.snapshot.flags.parallel_execution_timeout_multiplier,
-        )
+        group_span = None if self.span is None else self.span.start_group(stage, group)
+        call_input = CallInput(self.request.trace_id, self.request.tenant_id, self.payload, self.metadata, group_span)
+        try:
+            result = await self.runner._groups.run(
+                stage, group, self.snapshot.extensions, call_input,
+                self.snapshot.flags.parallel_execution_timeout_multiplier,
+            )
+        except BaseException:
+            if group_span is not None:
+                group_span.end(CANCELLED, (CANCELLED,), 0.0)
+            raise
+        if group_span is not None:
+            group_span.end(_group_status(result), _error_types(result), result.latency_ms)
         self.payload, self.metadata = result.payload, result.metadata
         if group.execution_mode == PARALLEL:
             self.any_parallel = True
@@ -213,11 +241,14 @@ class _PipelineRun:
                             outcome.status, outcome.error_type, outcome.attempts, outcome.latency_ms)
             for outcome in result.outcomes
         ))
+        outcomes = result.outcomes
         _notify(self.observer.group_finished, GroupEvent(
             stage, request.policy_id, request.tenant_id, request.trace_id, group.group_id, len(group.members),
-            group.execution_mode, group.dependency_level, _group_status(result),
-            tuple(outcome.error_type for outcome in result.outcomes if outcome.error_type),
+            group.execution_mode, group.dependency_level, _group_status(result), _error_types(result),
             result.latency_ms, result.max_member_latency_ms,
+            tuple(outcome.step.id for outcome in outcomes),
+            tuple(outcome.step.id for outcome in outcomes if outcome.status == FAILED),
+            sum(outcome.latency_ms for outcome in outcomes),
         ))
 
     def _report_pipeline(self, latency_ms: float) -> None:
@@ -265,6 +296,10 @@ def _notify(hook: Any, *events: Any) -> None:
             hook(event)
         except Exception:  # noqa: BLE001 - an observer bug must not fail the pipeline
             logger.exception("Pipeline observer hook %s failed", getattr(hook, "__qualname__", hook))
+
+
+def _error_types(result: GroupResult) -> tuple[str, ...]:
+    return tuple(outcome.error_type for outcome in result.outcomes if outcome.error_type)
 
 
 def _group_status(result: GroupResult) -> str:

@@ -70,8 +70,12 @@ def request_error_reply(error: RequestError) -> dict[str, Any]:
     return reply
 
 
-async def reply_for(runner: PipelineRunner, snapshot_provider: SnapshotProvider, data: bytes) -> dict[str, Any]:
-    """Decode one request body, run it and return the reply; raises only ``CancelledError``."""
+async def reply_for(runner: PipelineRunner, snapshot_provider: SnapshotProvider, data: bytes,
+                    traceparent: str | None = None) -> dict[str, Any]:
+    """Decode one request body, run it and return the reply; raises only ``CancelledError``.
+
+    ``traceparent`` is the request's W3C header, which the pipeline's trace continues from.
+    """
     try:
         request = codec.decode(data)
     except ValueError as error:
@@ -82,7 +86,7 @@ async def reply_for(runner: PipelineRunner, snapshot_provider: SnapshotProvider,
         return failure_reply("snapshot_unavailable", "The executor has not loaded the registry yet; retry shortly.")
 
     try:
-        return await runner.execute(snapshot, request)
+        return await runner.execute(snapshot, request, traceparent=traceparent)
     except RequestError as error:
         return request_error_reply(error)
 
@@ -162,7 +166,9 @@ class ExecutorService:
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, msg: Msg) -> None:
-        reply = await reply_for(self._runner, self._snapshot_provider, msg.data)
+        headers = msg.headers
+        traceparent = None if not headers else headers.get("traceparent")
+        reply = await reply_for(self._runner, self._snapshot_provider, msg.data, traceparent)
         await self._respond(msg, reply)
 
     async def _respond(self, msg: Msg, reply: dict[str, Any]) -> None:

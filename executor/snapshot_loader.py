@@ -30,7 +30,11 @@ def load_snapshot(flag_source: FlagSource) -> Snapshot:
 
 
 def extension_spec(extension: Extension) -> ExtensionSpec | None:
-    """Return how the executor calls ``extension``, or None when it has no active version."""
+    """Return how the executor calls ``extension``, or None when it has no active version.
+
+    A version that claims to be side-effect free but failed the determinism probe is planned
+    as having side effects until a later probe passes.
+    """
     version = extension.active_version
     if version is None:
         return None
@@ -41,7 +45,7 @@ def extension_spec(extension: Extension) -> ExtensionSpec | None:
         subject=version.subject,
         timeout_ms=version.timeout_ms,
         retry=version.retry,
-        side_effect_free=version.side_effect_free,
+        side_effect_free=version.effectively_side_effect_free,
         enabled=extension.enabled,
     )
 

@@ -12,6 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils.html import format_html
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -81,8 +82,11 @@ class ExtensionVersionInline(admin.TabularInline):
     model = ExtensionVersion
     form = ExtensionVersionInlineForm
     formset = ExtensionVersionFormSet
-    fields = ["active", "version", "subject", "timeout_ms", "retry", "side_effect_free", "description", "config", "metadata_extra", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = [
+        "active", "version", "subject", "timeout_ms", "retry", "side_effect_free", "description", "config",
+        "metadata_extra", "review_status", "probe_status", "created_at",
+    ]
+    readonly_fields = ["review_status", "probe_status", "created_at"]
     extra = 0
     ordering = ["created_at", "id"]
 
@@ -111,7 +115,10 @@ class ExtensionForm(forms.ModelForm):
 class ExtensionAdmin(admin.ModelAdmin):
     form = ExtensionForm
     inlines = [ExtensionVersionInline]
-    list_display = ["extension_id", "type", "enabled", "side_effect_free", "active_version_label", "active_subject", "owner"]
+    list_display = [
+        "extension_id", "type", "enabled", "side_effect_free", "probe_result", "active_version_label", "active_subject",
+        "owner",
+    ]
     list_filter = ["type", "enabled", SideEffectFreeFilter]
     search_fields = ["extension_id", "versions__subject", "versions__description"]
     actions = ["mark_side_effect_free", "mark_has_side_effects"]
@@ -124,6 +131,7 @@ class ExtensionAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(
                 active_side_effect_free=Subquery(active.values("side_effect_free")[:1]),
+                active_probe_status=Subquery(active.values("probe_status")[:1]),
                 active_version_value=Subquery(active.values("version")[:1]),
                 active_subject_value=Subquery(active.values("subject")[:1]),
             )
@@ -135,6 +143,10 @@ class ExtensionAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="side-effect free", ordering="active_side_effect_free")
     def side_effect_free(self, obj: Extension) -> bool | None:
         return obj.active_side_effect_free
+
+    @admin.display(description="probe", ordering="active_probe_status")
+    def probe_result(self, obj: Extension) -> str:
+        return probe_label(obj.active_side_effect_free, obj.active_probe_status)
 
     @admin.display(description="active version", ordering="active_version_value")
     def active_version_label(self, obj: Extension) -> str:
@@ -249,6 +261,132 @@ class ExtensionAdmin(admin.ModelAdmin):
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/registry/extension/side_effect_confirmation.html", context)
+
+
+def probe_label(side_effect_free: bool | None, probe_status: str | None) -> str:
+    """Return the probe column's text; a side-effect-free claim that failed the probe is marked."""
+    if probe_status is None:
+        return "-"
+    label = ExtensionVersion.ProbeStatus(probe_status).label
+    if side_effect_free and probe_status == ExtensionVersion.ProbeStatus.FAILED:
+        return format_html('<strong class="errornote">{}: runs sequentially until it passes</strong>', label)
+    return label
+
+
+# Review of submitted versions
+
+
+class ReviewStatusFilter(admin.SimpleListFilter):
+    title = "review"
+    parameter_name = "review_status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(ExtensionVersion.ReviewStatus.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ExtensionVersion]) -> QuerySet[ExtensionVersion]:
+        if self.value():
+            return queryset.filter(review_status=self.value())
+        return queryset
+
+
+class ReviewForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        required=False,
+        help_text="The author reads this beside the version's status.",
+    )
+
+
+@admin.register(ExtensionVersion)
+class ExtensionVersionAdmin(admin.ModelAdmin):
+    """Every version, for review: ops staff approve or reject what authors submit.
+
+    Versions are added, edited and activated on their extension's page; this list only reviews
+    and probes them.
+    """
+
+    list_display = [
+        "__str__", "subject", "side_effect_free", "probe", "review_status", "is_active", "created_by", "created_at",
+    ]
+    list_filter = [ReviewStatusFilter, "side_effect_free", "probe_status", "is_active"]
+    search_fields = ["extension__extension_id", "version", "subject", "description"]
+    list_select_related = ["extension", "created_by"]
+    actions = ["approve_versions", "reject_versions"]
+    readonly_fields = [
+        "extension", "version", "subject", "timeout_ms", "retry", "side_effect_free", "description", "config",
+        "metadata_extra", "is_active", "created_by", "created_at", "review_status", "review_reason", "reviewed_by",
+        "reviewed_at", "probe_status", "probe_detail", "probed_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        # Deleting stays on the extension's page, where the active version is visible.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: ExtensionVersion) -> None:
+        services.delete_version(obj)
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("registry.review_extensionversion")
+
+    @admin.display(description="probe", ordering="probe_status")
+    def probe(self, obj: ExtensionVersion) -> str:
+        return probe_label(obj.side_effect_free, obj.probe_status)
+
+    @admin.action(description="Approve selected versions", permissions=["review"])
+    def approve_versions(self, request: HttpRequest, queryset: QuerySet[ExtensionVersion]) -> HttpResponse | None:
+        return self._review(request, queryset, approve=True, action="approve_versions")
+
+    @admin.action(description="Reject selected versions", permissions=["review"])
+    def reject_versions(self, request: HttpRequest, queryset: QuerySet[ExtensionVersion]) -> HttpResponse | None:
+        return self._review(request, queryset, approve=False, action="reject_versions")
+
+    def _review(
+        self, request: HttpRequest, queryset: QuerySet[ExtensionVersion], *, approve: bool, action: str
+    ) -> HttpResponse | None:
+        """Show the reason form; on confirmation, review each version through the services."""
+        form = ReviewForm(request.POST if request.POST.get("confirm") == "yes" else None)
+        if form.is_bound and form.is_valid() and not approve and not form.cleaned_data["reason"].strip():
+            form.add_error("reason", "Give the reason for rejecting, so the author knows what to change.")
+        if not (form.is_bound and form.is_valid()):
+            return self._review_confirmation(request, queryset, form, approve, action)
+
+        reason = form.cleaned_data["reason"]
+        reviewed = 0
+        for version in queryset:
+            try:
+                if approve:
+                    services.approve_version(version, reviewer=request.user, reason=reason)
+                else:
+                    services.reject_version(version, reviewer=request.user, reason=reason)
+            except services.RegistryConflict as conflict:
+                self.message_user(request, conflict.message, messages.WARNING)
+                continue
+            verb = "Approved" if approve else "Rejected"
+            self.log_change(request, version, f"{verb}: {reason}" if reason else verb)
+            reviewed += 1
+        verb = "Approved" if approve else "Rejected"
+        self.message_user(request, f"{verb} {reviewed} version(s).", messages.SUCCESS)
+        return None
+
+    def _review_confirmation(
+        self, request: HttpRequest, queryset: QuerySet[ExtensionVersion], form: ReviewForm, approve: bool, action: str
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Approve these versions?" if approve else "Reject these versions?",
+            "opts": self.model._meta,
+            "versions": queryset,
+            "approve": approve,
+            "form": form,
+            "action_name": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/registry/extensionversion/review_confirmation.html", context)
 
 
 # Policies

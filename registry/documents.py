@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from registry.models import STAGES, Extension, ExtensionVersion, PolicyStep, RoutingPolicy, Tenant
 
@@ -16,6 +16,15 @@ def extensions_with_active_version() -> QuerySet[Extension]:
     """Return all extensions with their active version prefetched, in two queries."""
     active = ExtensionVersion.objects.filter(is_active=True)
     return Extension.objects.prefetch_related(Prefetch("versions", queryset=active, to_attr="active_versions"))
+
+
+def registry_entries() -> QuerySet[Extension]:
+    """Return the extensions that have a registry entry: those with an active version.
+
+    An author's new extension has none until ops staff approve its first version.
+    """
+    active = ExtensionVersion.objects.filter(extension=OuterRef("pk"), is_active=True)
+    return extensions_with_active_version().filter(Exists(active))
 
 
 def policies_with_steps() -> QuerySet[RoutingPolicy]:
@@ -63,6 +72,12 @@ def version_document(version: ExtensionVersion) -> dict[str, Any]:
     document["version"] = version.version
     document["is_active"] = version.is_active
     document["created_at"] = version.created_at.isoformat()
+    document["review"] = {"status": version.review_status, "reason": version.review_reason}
+    document["probe"] = {
+        "status": version.probe_status,
+        "detail": version.probe_detail,
+        "probed_at": version.probed_at.isoformat() if version.probed_at else None,
+    }
     return document
 
 

@@ -84,6 +84,13 @@ class ExtensionVersionFormSet(forms.BaseInlineFormSet):
                 "entry should use.",
                 code="active_version",
             )
+        chosen = active_rows[0].instance
+        if chosen.pk and not chosen.is_active and not chosen.is_approved:
+            active_rows[0].add_error(
+                None,
+                f"Version {chosen.version!r} is {chosen.get_review_status_display()}; only an approved version can "
+                "be active. Review it in the versions list first.",
+            )
         for form in rows:
             if form is not active_rows[0] and not form.cleaned_data.get("version"):
                 form.add_error("version", "An inactive version needs a label, so it can be activated later.")

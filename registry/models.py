@@ -80,6 +80,7 @@ class Extension(models.Model):
 
     class Meta:
         ordering = ["extension_id"]
+        permissions = [("submit_extension", "Can submit extensions and versions for review")]
 
     def __str__(self) -> str:
         return self.extension_id
@@ -94,7 +95,22 @@ class Extension(models.Model):
 
 
 class ExtensionVersion(models.Model):
-    """One version of an extension's call settings and metadata; exactly one per extension is active."""
+    """One version of an extension's call settings and metadata; at most one per extension is active.
+
+    Only an approved version can become active. Versions that ops staff create (admin, API,
+    import) are approved on creation; versions that authors submit wait for review.
+    """
+
+    class ReviewStatus(models.TextChoices):
+        PENDING = "pending", "pending review"
+        APPROVED = "approved", "approved"
+        REJECTED = "rejected", "rejected"
+
+    class ProbeStatus(models.TextChoices):
+        NOT_RUN = "not_run", "not run"
+        PASSED = "passed", "passed"
+        FAILED = "failed", "failed"
+        ERROR = "error", "could not run"
 
     extension = models.ForeignKey(Extension, on_delete=models.CASCADE, related_name="versions")
     version = models.CharField(
@@ -121,9 +137,32 @@ class ExtensionVersion(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    review_status = models.CharField(
+        max_length=20,
+        choices=ReviewStatus.choices,
+        default=ReviewStatus.PENDING,
+        help_text="Only an approved version can become active.",
+    )
+    review_reason = models.TextField(blank=True, help_text="Why the version was approved or rejected.")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    probe_status = models.CharField(
+        max_length=20,
+        choices=ProbeStatus.choices,
+        default=ProbeStatus.NOT_RUN,
+        help_text="Result of the determinism probe against the live extension.",
+    )
+    probe_detail = models.TextField(blank=True, help_text="The first difference the probe found, or why it could not run.")
+    probed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["extension", "created_at", "id"]
+        permissions = [
+            ("review_extensionversion", "Can approve or reject submitted versions"),
+            ("probe_extensionversion", "Can run the determinism probe on a version"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["extension"], condition=Q(is_active=True), name="registry_one_active_version"
@@ -136,6 +175,19 @@ class ExtensionVersion(models.Model):
     def __str__(self) -> str:
         label = self.version or "(unlabelled)"
         return f"{self.extension.extension_id} {label}"
+
+    @property
+    def is_approved(self) -> bool:
+        return self.review_status == self.ReviewStatus.APPROVED
+
+    @property
+    def effectively_side_effect_free(self) -> bool:
+        """Whether the executor may run this version in a parallel group.
+
+        A version that claims to be side-effect free but failed the determinism probe is not,
+        until a later probe passes.
+        """
+        return self.side_effect_free and self.probe_status != self.ProbeStatus.FAILED
 
 
 class RoutingPolicy(models.Model):

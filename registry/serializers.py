@@ -45,6 +45,17 @@ class VersionCreateSerializer(serializers.Serializer):
     activate = serializers.BooleanField(default=False, help_text="Make the new version the active one.")
 
 
+class VersionReviewSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["pending", "approved", "rejected"])
+    reason = serializers.CharField(allow_blank=True)
+
+
+class VersionProbeSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["not_run", "passed", "failed", "error"])
+    detail = serializers.CharField(allow_blank=True, help_text="The first difference found, or why the probe could not run.")
+    probed_at = serializers.DateTimeField(allow_null=True)
+
+
 class VersionSerializer(serializers.Serializer):
     version = serializers.CharField()
     subject = serializers.CharField()
@@ -54,6 +65,8 @@ class VersionSerializer(serializers.Serializer):
     config = serializers.JSONField(required=False)
     is_active = serializers.BooleanField()
     created_at = serializers.DateTimeField()
+    review = VersionReviewSerializer(read_only=True, help_text="Only an approved version can be activated.")
+    probe = VersionProbeSerializer(read_only=True, help_text="The determinism probe's last result.")
 
 
 class PrePostStepSerializer(serializers.Serializer):

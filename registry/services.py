@@ -124,7 +124,11 @@ def create_extension(
         extension_id=entry["id"], type=entry["type"], enabled=entry.get("enabled", True), owner=owner
     )
     ExtensionVersion.objects.create(
-        extension=extension, is_active=True, created_by=_real_user(user), **_version_model_fields(entry)
+        extension=extension,
+        is_active=True,
+        created_by=_real_user(user),
+        **_version_model_fields(entry),
+        **_approved_on_creation(user),
     )
     bump_revision()
     return extension
@@ -152,11 +156,14 @@ def update_extension(extension: Extension, entry: dict[str, Any], *, user: Abstr
     active = extension.active_version
     if active is None:
         ExtensionVersion.objects.create(
-            extension=extension, is_active=True, created_by=_real_user(user), **_version_model_fields(entry)
+            extension=extension,
+            is_active=True,
+            created_by=_real_user(user),
+            **_version_model_fields(entry),
+            **_approved_on_creation(user),
         )
     else:
-        for name, value in _version_model_fields(entry).items():
-            setattr(active, name, value)
+        _apply_version_fields(active, _version_model_fields(entry))
         active.save()
     bump_revision()
     return extension
@@ -255,7 +262,11 @@ def create_version(
     if activate:
         extension.versions.filter(is_active=True).update(is_active=False)
     version = ExtensionVersion.objects.create(
-        extension=extension, is_active=activate, created_by=_real_user(user), **_version_model_fields(merged)
+        extension=extension,
+        is_active=activate,
+        created_by=_real_user(user),
+        **_version_model_fields(merged),
+        **_approved_on_creation(user),
     )
     bump_revision()
     return version
@@ -270,8 +281,7 @@ def update_version(version: ExtensionVersion, fields: dict[str, Any]) -> Extensi
         errors = _version_label_clash_errors(extension, fields["version"], exclude=version)
     _raise_if_invalid("invalid_version", "The version is invalid.", errors)
 
-    for name, value in _version_model_fields(fields).items():
-        setattr(version, name, value)
+    _apply_version_fields(version, _version_model_fields(fields))
     version.save()
     bump_revision()
     return version
@@ -279,8 +289,19 @@ def update_version(version: ExtensionVersion, fields: dict[str, Any]) -> Extensi
 
 @transaction.atomic
 def activate_version(version: ExtensionVersion) -> ExtensionVersion:
-    """Make ``version`` its extension's active version, deactivating the one before."""
+    """Make ``version`` its extension's active version, deactivating the one before.
+
+    Raises ``RegistryConflict`` (``not_approved``) unless the version is approved.
+    """
     extension = _lock_extension(version.extension)
+    version.refresh_from_db(fields=["review_status"])
+    if not version.is_approved:
+        raise RegistryConflict(
+            "not_approved",
+            f"Version {version.version!r} of {extension.extension_id!r} is {version.get_review_status_display()}; "
+            "only an approved version can become active.",
+        )
+
     extension.versions.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
     version.is_active = True
     version.save(update_fields=["is_active"])
@@ -299,6 +320,114 @@ def delete_version(version: ExtensionVersion) -> None:
 
     version.delete()
     bump_revision()
+
+
+# Submissions and review
+
+
+@transaction.atomic
+def submit_extension(entry: dict[str, Any], *, author: AbstractBaseUser) -> ExtensionVersion:
+    """Create an extension owned by ``author`` with a first version that waits for review.
+
+    The extension has no active version, and so no registry entry, until ops staff approve it.
+    """
+    _raise_if_invalid("invalid_extension", "The extension entry is invalid.", validate_extension_entry(entry))
+    if Extension.objects.filter(extension_id=entry["id"]).exists():
+        raise RegistryConflict("already_exists", f"Extension {entry['id']!r} already exists; choose another id.")
+
+    extension = Extension.objects.create(
+        extension_id=entry["id"], type=entry["type"], enabled=entry.get("enabled", True), owner=author
+    )
+    version = ExtensionVersion.objects.create(
+        extension=extension, is_active=False, created_by=author, **_version_model_fields(entry)
+    )
+    bump_revision()
+    return version
+
+
+@transaction.atomic
+def submit_version(extension: Extension, data: dict[str, Any], *, author: AbstractBaseUser) -> ExtensionVersion:
+    """Add a version to ``author``'s own extension; it waits for review and is not active."""
+    if extension.owner_id != author.pk:
+        raise RegistryConflict("not_owner", f"Extension {extension.extension_id!r} belongs to another author.")
+
+    version = create_version(extension, data, user=author)
+    version.review_status = ExtensionVersion.ReviewStatus.PENDING
+    version.reviewed_by = None
+    version.reviewed_at = None
+    version.save(update_fields=["review_status", "reviewed_by", "reviewed_at"])
+    return version
+
+
+@transaction.atomic
+def approve_version(version: ExtensionVersion, *, reviewer: AbstractBaseUser, reason: str = "") -> ExtensionVersion:
+    """Approve a submitted version; the first approved version of an extension also becomes active.
+
+    Raises ``RegistryConflict`` when ``reviewer`` submitted the version.
+    """
+    _check_reviewer(version, reviewer)
+    _record_review(version, ExtensionVersion.ReviewStatus.APPROVED, reviewer, reason)
+    if version.extension.active_version is None:
+        activate_version(version)
+    bump_revision()
+    return version
+
+
+@transaction.atomic
+def reject_version(version: ExtensionVersion, *, reviewer: AbstractBaseUser, reason: str) -> ExtensionVersion:
+    """Reject a version with a reason its author can read.
+
+    Raises ``RegistryConflict`` when ``reviewer`` submitted the version, when the version is
+    active, or when ``reason`` is blank.
+    """
+    _check_reviewer(version, reviewer)
+    if not reason.strip():
+        raise RegistryConflict("reason_required", "A rejection needs a reason the author can act on.")
+    if version.is_active:
+        raise RegistryConflict(
+            "active_version",
+            f"Version {version.version!r} of {version.extension.extension_id!r} is active; activate another first.",
+        )
+
+    _record_review(version, ExtensionVersion.ReviewStatus.REJECTED, reviewer, reason)
+    bump_revision()
+    return version
+
+
+def _check_reviewer(version: ExtensionVersion, reviewer: AbstractBaseUser) -> None:
+    if version.created_by_id is not None and version.created_by_id == reviewer.pk:
+        raise RegistryConflict(
+            "own_submission",
+            f"{version} was submitted by {reviewer}; another member of ops staff must review it.",
+        )
+
+
+def _record_review(version: ExtensionVersion, status: str, reviewer: AbstractBaseUser, reason: str) -> None:
+    version.review_status = status
+    version.review_reason = reason.strip()
+    version.reviewed_by = reviewer
+    version.reviewed_at = timezone.now()
+    version.save(update_fields=["review_status", "review_reason", "reviewed_by", "reviewed_at"])
+
+
+# Determinism probe
+
+
+@transaction.atomic
+def record_probe_result(version: ExtensionVersion, status: str, detail: str = "") -> ExtensionVersion:
+    """Store the determinism probe's result on ``version``.
+
+    The revision is bumped because a failed probe changes how executors plan the extension.
+    """
+    if status not in ExtensionVersion.ProbeStatus.values:
+        raise ValueError(f"Unknown probe status {status!r}; expected one of {', '.join(ExtensionVersion.ProbeStatus.values)}.")
+
+    version.probe_status = status
+    version.probe_detail = detail
+    version.probed_at = timezone.now()
+    version.save(update_fields=["probe_status", "probe_detail", "probed_at"])
+    bump_revision()
+    return version
 
 
 # Policies
@@ -449,6 +578,25 @@ def _version_model_fields(data: dict[str, Any]) -> dict[str, Any]:
         },
         "config": data.get("config"),
     }
+
+
+def _approved_on_creation(user: AbstractBaseUser | None) -> dict[str, Any]:
+    # Ops staff, API tokens and imports create versions directly, and that counts as their review.
+    return {
+        "review_status": ExtensionVersion.ReviewStatus.APPROVED,
+        "reviewed_by": _real_user(user),
+        "reviewed_at": timezone.now(),
+    }
+
+
+def _apply_version_fields(version: ExtensionVersion, fields: dict[str, Any]) -> None:
+    """Set ``fields`` on ``version``; a new subject forgets the probe result, which was for the old one."""
+    if fields["subject"] != version.subject:
+        version.probe_status = ExtensionVersion.ProbeStatus.NOT_RUN
+        version.probe_detail = ""
+        version.probed_at = None
+    for name, value in fields.items():
+        setattr(version, name, value)
 
 
 def _lock_extension(extension: Extension) -> Extension:

@@ -18,7 +18,7 @@ from django.db import transaction
 from registry import services
 from registry.documents import (
     extension_entry,
-    extensions_with_active_version,
+    registry_entries,
     policies_with_steps,
     policy_document,
     tenant_document,
@@ -60,7 +60,7 @@ def export_registry() -> dict[str, Any]:
     """Return every tenant, extension and policy, each section sorted by id."""
     return {
         "tenants": [tenant_document(tenant) for tenant in Tenant.objects.order_by("tenant_id")],
-        "extensions": [extension_entry(extension) for extension in extensions_with_active_version().order_by("extension_id")],
+        "extensions": [extension_entry(extension) for extension in registry_entries().order_by("extension_id")],
         "policies": export_policies()["policies"],
     }
 

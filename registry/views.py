@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from registry import services
 from registry.documents import (
     extension_entry,
-    extensions_with_active_version,
+    registry_entries,
     policies_with_steps,
     policy_document,
     tenant_document,
@@ -85,7 +85,7 @@ class ExtensionViewSet(viewsets.ViewSet):
     permission_model = Extension
 
     def list(self, request: Request) -> Response:
-        extensions = extensions_with_active_version()
+        extensions = registry_entries()
         extension_type = request.query_params.get("type")
         if extension_type is not None:
             if extension_type not in EXTENSION_TYPES:

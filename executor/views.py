@@ -19,9 +19,9 @@ from rest_framework.views import APIView
 
 from beamline_console.nats_bridge import NatsBridgeError, get_bridge
 from executor.core.errors import PlanError
-from executor.core.flags import EnvironmentFlagSource
 from executor.core.plan import build_plan
 from executor.core.service import EXECUTE_SUBJECT
+from executor.flag_source import DatabaseFlagSource
 from executor.snapshot_loader import extension_spec, policy_spec
 from registry.api_errors import error_body
 from registry.documents import extensions_with_active_version, policies_with_steps
@@ -92,7 +92,7 @@ class PlanView(APIView):
         extensions = {spec.id: spec for spec in specs if spec is not None}
 
         try:
-            plan = build_plan(policy_spec(policy), extensions, EnvironmentFlagSource().current(), tenant_id)
+            plan = build_plan(policy_spec(policy), extensions, DatabaseFlagSource().current(), tenant_id)
         except PlanError as error:
             return _error(409, "invalid_plan", str(error))
         return Response(plan.as_dict())

@@ -5,7 +5,8 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from executor.core.flags import EnvironmentFlagSource, FlagConfigError
+from executor.core.flags import FlagConfigError
+from executor.flag_source import DatabaseFlagSource
 from executor.process import ExecutorProcess
 
 
@@ -27,9 +28,9 @@ class Command(BaseCommand):
     def handle(self, *args: object, nats_url: str, max_in_flight: int, **options: object) -> None:
         if not nats_url:
             raise CommandError("No NATS server: set NATS_URL or pass --nats-url.")
-        flag_source = EnvironmentFlagSource()
+        flag_source = DatabaseFlagSource()
         try:
-            flag_source.current()
+            flag_source.check_environment()
         except FlagConfigError as error:
             raise CommandError(str(error)) from error
 

@@ -1,0 +1,96 @@
+"""The rollout's tables: flag overrides, tenant and policy overrides, and the audit trail.
+
+Every write goes through ``rollout.services``, which validates it, records it in the audit
+trail and bumps the registry revision so that running executors reload.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from rollout.flags import FLAGS
+
+
+class FlagOverride(models.Model):
+    """A database value for one flag; it beats the environment. Clearing the override deletes the row."""
+
+    name = models.CharField(max_length=64, unique=True, choices=[(flag.name, flag.name) for flag in FLAGS])
+    value = models.JSONField(help_text="The flag's value: true or false, a list of ids, or a number.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "parallel execution flag"
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value!r}"
+
+
+class TenantOverride(models.Model):
+    """Parallel execution on or off for one tenant, whatever the tenant allowlist says."""
+
+    tenant_id = models.CharField(max_length=100, unique=True, help_text="The tenant's id as the router sends it.")
+    enabled = models.BooleanField(help_text="On: the tenant gets parallel execution even outside the allowlist.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant_id"]
+        verbose_name = "tenant override"
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {'enabled' if self.enabled else 'disabled'}"
+
+
+class PolicyOverride(models.Model):
+    """Parallel execution on or off for one routing policy, whatever the policy allowlist says."""
+
+    policy_id = models.CharField(max_length=200, unique=True, help_text="The routing policy's id.")
+    enabled = models.BooleanField(help_text="On: the policy gets parallel execution even outside the allowlist.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["policy_id"]
+        verbose_name = "policy override"
+
+    def __str__(self) -> str:
+        return f"{self.policy_id}: {'enabled' if self.enabled else 'disabled'}"
+
+
+class FlagChange(models.Model):
+    """One entry of the audit trail: a change of a flag, a tenant override or a policy override.
+
+    Entries are only ever added. ``old_value`` and ``new_value`` are the database values before
+    and after the change; null means no database value, so the environment or the default applies.
+    """
+
+    class Through(models.TextChoices):
+        ADMIN = "admin", "admin"
+        API = "api", "API"
+        COMMAND = "command", "management command"
+        AUTOMATIC_ROLLBACK = "automatic_rollback", "automatic rollback"
+
+    class TargetType(models.TextChoices):
+        FLAG = "flag", "flag"
+        TENANT = "tenant", "tenant override"
+        POLICY = "policy", "policy override"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=150, help_text="The user name, API token name or process that made the change.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    through = models.CharField(max_length=32, choices=Through.choices)
+    target_type = models.CharField(max_length=16, choices=TargetType.choices)
+    target = models.CharField(max_length=200, help_text="The flag name, tenant id or policy id.")
+    old_value = models.JSONField(null=True, blank=True)
+    new_value = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    revision = models.BigIntegerField(help_text="The registry revision the change produced.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "flag change"
+        indexes = [models.Index(fields=["target_type", "target"])]
+
+    def __str__(self) -> str:
+        return f"{self.target}: {self.old_value!r} -> {self.new_value!r} by {self.actor}"

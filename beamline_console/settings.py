@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "beamline_console",
     "registry",
+    "authors",
     "rollout",
     "executor",
 ]
@@ -151,6 +152,9 @@ NATS_URL = env.str("NATS_URL", default="")
 # The executor service (`manage.py run_executor`).
 EXECUTOR_MAX_IN_FLIGHT = env.int("EXECUTOR_MAX_IN_FLIGHT", default=1024)
 EXECUTOR_SNAPSHOT_POLL_SECONDS = env.float("EXECUTOR_SNAPSHOT_POLL_SECONDS", default=2.0)
+# The executor's own Prometheus endpoint (docs/OBSERVABILITY.md); port 0 turns it off.
+EXECUTOR_METRICS_PORT = env.int("EXECUTOR_METRICS_PORT", default=9464)
+EXECUTOR_METRICS_ADDRESS = env.str("EXECUTOR_METRICS_ADDRESS", default="127.0.0.1")
 EXECUTION_HTTP_TIMEOUT_S = env.float("EXECUTION_HTTP_TIMEOUT_S", default=30.0)
 
 # Celery: Redis or RabbitMQ in production; a file broker under var/ otherwise, so a fresh

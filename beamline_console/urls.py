@@ -1,10 +1,15 @@
-"""The console's URLs: the admin, the REST API under /api/v1/, the schema and metrics."""
+"""The console's URLs: the admin, the authors' pages, the REST API under /api/v1/, the schema and metrics."""
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from beamline_console.views import ApiIndexView, home
+
 urlpatterns = [
+    path("", home, name="home"),
     path("admin/", admin.site.urls),
+    path("api/v1/", ApiIndexView.as_view(), name="api-index"),
+    path("authors/", include("authors.urls")),
     path("api/v1/", include("executor.urls")),
     path("api/v1/", include("rollout.urls")),
     path("api/v1/", include("registry.urls")),

@@ -25,6 +25,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 MANAGE = [PYTHON, str(BASE_DIR / "manage.py")]
 DEFAULT_CONSOLE_PORT = 8000
+DEFAULT_EXECUTOR_METRICS_PORT = 9464
 ADMIN_USERNAME = "admin"
 
 # Under `make run` the demo tenant `tenant-parallel` gets parallel pre-processors and
@@ -80,6 +81,9 @@ class Launcher:
 
     def _start_children(self) -> str:
         console_port = _free_port_preferring(DEFAULT_CONSOLE_PORT)
+        if "EXECUTOR_METRICS_PORT" not in self.environment:
+            # Another executor on this machine may hold the default port; the launcher's takes a free one.
+            self.environment["EXECUTOR_METRICS_PORT"] = str(_free_port_preferring(DEFAULT_EXECUTOR_METRICS_PORT))
         celery = [PYTHON, "-m", "celery", "--app", "beamline_console"]
         beat_schedule = self.var_dir / "celerybeat-schedule"
         for folder in ("processed", "control"):
@@ -144,8 +148,10 @@ class Launcher:
             "\n"
             f"Beamline Console is running at {console_url}/\n"
             f"  Admin:     {console_url}/admin/  (user {ADMIN_USERNAME!r}, password {password!r})\n"
-            f"  API:       {console_url}/api/v1/  (schema at {console_url}/api/schema/docs/)\n"
+            f"  API:       {console_url}/api/v1/  (documentation at {console_url}/api/schema/docs/)\n"
             f"  Executor:  NATS subject beamline.executor.v1.execute at {self.environment['NATS_URL']}\n"
+            f"  Metrics:   {console_url}/metrics (console), "
+            f"http://127.0.0.1:{self.environment.get('EXECUTOR_METRICS_PORT')}/metrics (executor)\n"
             "  Traffic:   run `make traffic` in another terminal\n"
             "Press Ctrl-C to stop everything.\n",
             flush=True,
@@ -180,6 +186,8 @@ def _stop_on_sigterm(signal_number: int, frame: object) -> None:
 
 
 def main() -> int:
+    # A shell that starts the launcher in the background may have set SIGINT to be ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     environment = {**DEMO_ENVIRONMENT, **os.environ}
     var_dir = Path(environment.get("BEAMLINE_VAR_DIR", BASE_DIR / "var"))

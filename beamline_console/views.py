@@ -1,0 +1,36 @@
+"""Project-wide pages: the home page and the API's index."""
+from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+API_ENDPOINTS = {
+    "extensions": "/api/v1/extensions",
+    "tenants": "/api/v1/tenants",
+    "policies": "/api/v1/policies",
+    "policy_plan": "/api/v1/policies/{policy_id}/plan?tenant_id={tenant_id}",
+    "executions": "/api/v1/executions",
+    "parallel_execution": "/api/v1/parallel-execution",
+    "parallel_execution_history": "/api/v1/parallel-execution/history",
+    "schema": "/api/schema/",
+    "docs": "/api/schema/docs/",
+}
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """Show where each kind of user goes: the admin, the author pages, the API."""
+    return render(request, "home.html", {"endpoints": API_ENDPOINTS})
+
+
+class ApiIndexView(APIView):
+    """The API's entry point: links to every collection, open to anyone since it holds no data."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(responses={200: dict}, summary="List the API's endpoints")
+    def get(self, request: Request) -> Response:
+        return Response({"endpoints": API_ENDPOINTS, "authentication": "Authorization: Bearer <API token>"})

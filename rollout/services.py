@@ -117,7 +117,7 @@ def change_flags(changes: Mapping[str, Any], *, actor: Actor, reason: str = "",
 def set_tenant_override(tenant_id: str, enabled: bool, *, actor: Actor, reason: str = "") -> FlagChange | None:
     """Turn parallel execution on or off for ``tenant_id`` whatever the allowlist says."""
     _lock_rollout_state()
-    _raise_if_invalid(_id_errors("tenant_id", tenant_id) + _enabled_errors(enabled) + _reason_errors(reason))
+    _raise_if_invalid(id_errors("tenant_id", tenant_id) + _enabled_errors(enabled) + _reason_errors(reason))
     return _set_override(TenantOverride, "tenant_id", FlagChange.TargetType.TENANT, tenant_id, enabled, actor, reason)
 
 
@@ -133,7 +133,7 @@ def clear_tenant_override(tenant_id: str, *, actor: Actor, reason: str = "") -> 
 def set_policy_override(policy_id: str, enabled: bool, *, actor: Actor, reason: str = "") -> FlagChange | None:
     """Turn parallel execution on or off for routing policy ``policy_id`` whatever the allowlist says."""
     _lock_rollout_state()
-    errors = _id_errors("policy_id", policy_id) + _enabled_errors(enabled) + _reason_errors(reason)
+    errors = id_errors("policy_id", policy_id) + _enabled_errors(enabled) + _reason_errors(reason)
     if not errors:
         errors = _unknown_policy_errors("policy_id", [policy_id])
     _raise_if_invalid(errors)
@@ -284,7 +284,7 @@ def _id_list_errors(name: str, value: Any) -> list[FieldError]:
     seen: set[str] = set()
     for index, item in enumerate(value):
         path = f"{name}[{index}]"
-        errors += _id_errors(path, item)
+        errors += id_errors(path, item)
         if not isinstance(item, str):
             continue
         if item in seen:
@@ -295,7 +295,8 @@ def _id_list_errors(name: str, value: Any) -> list[FieldError]:
     return errors
 
 
-def _id_errors(path: str, value: Any) -> list[FieldError]:
+def id_errors(path: str, value: Any) -> list[FieldError]:
+    """Return what is wrong with ``value`` as a tenant or policy id at ``path``; empty when it is valid."""
     field = path.split("[", 1)[0]
     if not isinstance(value, str) or not value.strip():
         return [FieldError("blank", f"Expected a non-empty id, got {value!r}.", path, field)]

@@ -1,5 +1,9 @@
 """One executor process: NATS connection, snapshot, change notices, polling and the service.
 
+It also records metrics and group logs through a ``TelemetryObserver``, serves ``/metrics``
+on ``metrics_port`` (0: no endpoint), and makes OpenTelemetry spans when an OTLP endpoint is
+configured (see docs/OBSERVABILITY.md).
+
 ``manage.py run_executor`` runs it until SIGINT or SIGTERM; tests run it in their own event loop.
 """
 from __future__ import annotations
@@ -11,11 +15,16 @@ import nats
 from nats.aio.client import Client
 
 from executor.core.flags import FlagSource
+from executor.core.observer import PipelineObserver
 from executor.core.runtime import PipelineRunner
+from executor.core.tracing import PipelineTracer
 from executor.core.service import ExecutorService
 from executor.core.transport import NatsTransport
 from executor.snapshot_loader import load_snapshot
 from executor.snapshot_provider import DatabaseSnapshotProvider
+from executor.telemetry.observer import TelemetryObserver
+from executor.telemetry.server import MetricsServer, start_metrics_server
+from executor.telemetry.tracing import configure_tracing
 from registry.notices import CHANGE_NOTICE_SUBJECT
 from registry.revision import current_revision
 
@@ -32,9 +41,20 @@ class ExecutorProcess:
         *,
         max_in_flight: int,
         poll_interval_s: float,
+        metrics_port: int = 0,
+        metrics_address: str = "127.0.0.1",
+        observer: PipelineObserver | None = None,
+        tracer: PipelineTracer | None = None,
     ) -> None:
+        """``observer`` defaults to a ``TelemetryObserver``; ``tracer`` to OTLP export when configured."""
         self.nats_url = nats_url
         self.max_in_flight = max_in_flight
+        self.metrics_port = metrics_port
+        self.metrics_address = metrics_address
+        self.metrics_server: MetricsServer | None = None
+        self._observer = observer
+        self._tracer = tracer
+        self._tracer_provider = None
         self.snapshots = DatabaseSnapshotProvider(
             load=lambda: load_snapshot(flag_source),
             read_revision=current_revision,
@@ -59,7 +79,16 @@ class ExecutorProcess:
         await self._nc.subscribe(CHANGE_NOTICE_SUBJECT, cb=self.snapshots.on_change_notice)
         self._poller = asyncio.create_task(self.snapshots.poll_forever(), name="snapshot-poll")
 
-        runner = PipelineRunner(NatsTransport(self._nc), max_in_flight=self.max_in_flight)
+        if self.metrics_port:
+            self.metrics_server = start_metrics_server(self.metrics_port, self.metrics_address)
+        tracer = self._tracer
+        if tracer is None:
+            configured = configure_tracing()
+            if configured is not None:
+                tracer, self._tracer_provider = configured
+                logger.info("Exporting traces over OTLP/HTTP")
+        runner = PipelineRunner(NatsTransport(self._nc), max_in_flight=self.max_in_flight,
+                                observer=self._observer or TelemetryObserver(), tracer=tracer)
         self._service = ExecutorService(self._nc, runner, self.snapshots, max_concurrency=self.max_in_flight)
         await self._service.start()
         logger.info("Executor started on %s", self.nats_url)
@@ -74,6 +103,12 @@ class ExecutorProcess:
         if self._nc is not None:
             await self._nc.close()
         self.snapshots.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()
+            self._tracer_provider = None
         logger.info("Executor stopped")
 
     async def __aenter__(self) -> ExecutorProcess:

@@ -39,6 +39,8 @@ class Command(BaseCommand):
             flag_source,
             max_in_flight=max_in_flight,
             poll_interval_s=settings.EXECUTOR_SNAPSHOT_POLL_SECONDS,
+            metrics_port=settings.EXECUTOR_METRICS_PORT,
+            metrics_address=settings.EXECUTOR_METRICS_ADDRESS,
         )
         asyncio.run(_serve_until_signalled(process))
 

@@ -140,6 +140,10 @@ class ExtensionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Extension | None = None) -> list[str]:
         return ["extension_id"] if obj else []
 
+    def has_probe_permission(self, request: HttpRequest) -> bool:
+        # Checked by the probe action, which the executor app adds to this admin.
+        return request.user.has_perm("registry.probe_extensionversion")
+
     @admin.display(boolean=True, description="side-effect free", ordering="active_side_effect_free")
     def side_effect_free(self, obj: Extension) -> bool | None:
         return obj.active_side_effect_free
@@ -332,6 +336,10 @@ class ExtensionVersionAdmin(admin.ModelAdmin):
 
     def has_review_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("registry.review_extensionversion")
+
+    def has_probe_permission(self, request: HttpRequest) -> bool:
+        # Checked by the probe action, which the executor app adds to this admin.
+        return request.user.has_perm("registry.probe_extensionversion")
 
     @admin.display(description="probe", ordering="probe_status")
     def probe(self, obj: ExtensionVersion) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics, multiprocess, start_http_server
 
 logger = logging.getLogger("executor.telemetry")
 
@@ -37,6 +37,9 @@ def start_metrics_server(port: int, address: str = "127.0.0.1") -> MetricsServer
     When ``PROMETHEUS_MULTIPROC_DIR`` is set the process writes its metrics there, so the
     endpoint serves that directory's aggregate.
     """
+    # The ``_created`` series would double every counter's and histogram's series count for
+    # a creation timestamp that no dashboard or alert reads.
+    disable_created_metrics()
     registry: CollectorRegistry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

@@ -177,7 +177,9 @@ class _MemberSpan:
     def __init__(self, span: Span) -> None:
         self._span = span
         context = span.get_span_context()
-        self.traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+        # Only the sampled flag goes on: the trace id may be the caller's, so this process
+        # cannot vouch for the newer "random trace id" flag.
+        self.traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags & 1:02x}"
 
     def end(self, status: str, error_type: str | None, attempts: int, latency_ms: float) -> None:
         span = self._span

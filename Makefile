@@ -24,6 +24,7 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.propagation
 
 traffic: install
 	$(BIN)/python -m bench.traffic

@@ -5,7 +5,8 @@ way, recorded in the audit trail with the signed-in user, and bumps the registry
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied

@@ -25,6 +25,7 @@ test: install
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.propagation
+	$(BIN)/python -m bench.telemetry
 
 traffic: install
 	$(BIN)/python -m bench.traffic

@@ -84,7 +84,7 @@ class SubmitVersionView(SubmissionView):
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated:
-            # Another author's extension is not found rather than forbidden, so its id tells nothing.
+            # Another author's extension is not found rather than forbidden, so the response reveals nothing about it.
             self.extension = get_object_or_404(Extension, extension_id=kwargs["extension_id"], owner=request.user)
         return super().dispatch(request, *args, **kwargs)
 

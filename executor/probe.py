@@ -141,7 +141,7 @@ async def _send(nc: Client, subject: str, data: bytes, headers: dict[str, str], 
 def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
     """Return the path of the first key where ``actual`` differs from ``expected``, or None when equal.
 
-    Paths read like ``metadata.calls`` or ``payload.tokens[2]``; keys are visited in sorted order.
+    Paths read like ``metadata.calls`` or ``payload.tokens[2]``. Keys are visited in sorted order.
     """
     if isinstance(expected, dict) and isinstance(actual, dict):
         for key in sorted(set(expected) | set(actual), key=str):

@@ -590,7 +590,7 @@ def _approved_on_creation(user: AbstractBaseUser | None) -> dict[str, Any]:
 
 
 def _apply_version_fields(version: ExtensionVersion, fields: dict[str, Any]) -> None:
-    """Set ``fields`` on ``version``; a new subject forgets the probe result, which was for the old one."""
+    """Set ``fields`` on ``version``. A new subject clears the probe result, which was for the old subject."""
     if fields["subject"] != version.subject:
         version.probe_status = ExtensionVersion.ProbeStatus.NOT_RUN
         version.probe_detail = ""

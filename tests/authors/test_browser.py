@@ -48,8 +48,8 @@ def screenshots() -> Path:
 
 @pytest.fixture
 def browser(settings):
-    # Playwright's sync API runs an event loop in this thread, which Django's ORM would take
-    # for async code; the test only reads the database between page actions.
+    # Playwright's sync API runs an event loop in this thread, so Django's ORM would take the
+    # test for async code. The test touches the database only between page actions.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False

@@ -188,7 +188,7 @@ def test_versions_created_by_ops_are_approved(ops):
     assert later.reviewed_by == ops
 
 
-def test_new_extension_without_approved_version_is_not_in_registry(ops, submitted):
+def test_unapproved_extension_not_listed(ops, submitted):
     token, secret = services.create_api_token("reader", "read")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")

@@ -13,7 +13,7 @@ SUBMIT_URL = "/authors/extensions/new/"
 LIST_URL = "/authors/"
 
 
-def test_fully_affirmed_submission_is_side_effect_free_and_pending(author_client, author):
+def test_affirmed_submission_is_pending(author_client, author):
     response = author_client.post(SUBMIT_URL, submission())
 
     version = ExtensionVersion.objects.get(extension__extension_id="shout_text")
@@ -83,7 +83,7 @@ def test_invalid_field_error_sits_next_to_field(author_client, field, value, exp
     assert expected in response.content.decode().replace("&lt;", "<").replace("&gt;", ">")
 
 
-def test_taken_id_is_an_error_on_the_id_field(author_client, other_author):
+def test_taken_id_is_field_error(author_client, other_author):
     services.submit_extension(
         {"id": "shout_text", "type": "pre", "subject": "beamline.ext.pre.shout_text.v1", "timeout_ms": 50, "retry": 0},
         author=other_author,

@@ -147,11 +147,11 @@ async def time_changes(process: Any, client: Any, writer: ThreadPoolExecutor,
     return snapshot_ms, execution_ms
 
 
-async def wait_until(condition: Any, what: str) -> None:
+async def wait_until(condition: Any, description: str) -> None:
     deadline = time.perf_counter() + WAIT_LIMIT_S
     while not condition():
         if time.perf_counter() > deadline:
-            raise TimeoutError(f"Waited more than {WAIT_LIMIT_S} s for {what}.")
+            raise TimeoutError(f"Waited more than {WAIT_LIMIT_S} s for {description}.")
         await asyncio.sleep(0.0005)
 
 

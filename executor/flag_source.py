@@ -19,7 +19,7 @@ class DatabaseFlagSource:
     The snapshot provider calls ``current()`` on its database thread with the rest of the
     snapshot. When the database cannot be reached the load fails whole and the executor
     keeps its last snapshot, flags included. An executor that has never loaded a snapshot
-    has no policies either, so it answers every request with ``snapshot_unavailable`` and
+    has no policies either, so it replies ``snapshot_unavailable`` to every request and
     runs nothing, in parallel or otherwise.
     """
 

@@ -61,7 +61,7 @@ class FlagOverrideAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/rollout/flagoverride/flags.html", context)
 
     def override_view(self, request: HttpRequest, flag_name: str) -> HttpResponse:
-        """Set or clear one flag's override; a change that opens every tenant asks for confirmation first."""
+        """Set or clear one flag's override; a change that opens every tenant gets a confirmation page first."""
         flag = FLAGS_BY_NAME.get(flag_name)
         if flag is None:
             raise Http404(f"There is no flag named {flag_name!r}.")

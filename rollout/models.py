@@ -27,7 +27,7 @@ class FlagOverride(models.Model):
 
 
 class TenantOverride(models.Model):
-    """Parallel execution on or off for one tenant, whatever the tenant allowlist says."""
+    """Parallel execution on or off for one tenant, overriding the tenant allowlist."""
 
     tenant_id = models.CharField(max_length=100, unique=True, help_text="The tenant's id as the router sends it.")
     enabled = models.BooleanField(help_text="On: the tenant gets parallel execution even outside the allowlist.")
@@ -42,7 +42,7 @@ class TenantOverride(models.Model):
 
 
 class PolicyOverride(models.Model):
-    """Parallel execution on or off for one routing policy, whatever the policy allowlist says."""
+    """Parallel execution on or off for one routing policy, overriding the policy allowlist."""
 
     policy_id = models.CharField(max_length=200, unique=True, help_text="The routing policy's id.")
     enabled = models.BooleanField(help_text="On: the policy gets parallel execution even outside the allowlist.")

@@ -1,10 +1,10 @@
 """Every change to the parallel-execution flags and overrides goes through these functions.
 
-Each one runs in one transaction: it locks the registry revision row so that concurrent
-changes queue one behind the other, validates the change, applies the guard against opening
-parallel execution to every tenant by accident, writes the audit entry and bumps the
-revision, whose change notice makes running executors reload after the commit. A change
-that leaves everything as it was writes nothing and returns no audit entries.
+Each one runs in one transaction. It locks the registry revision row, so concurrent changes
+queue one behind the other. Then it validates the change and applies the guard against
+opening parallel execution to every tenant by accident. Last, it writes the audit entry and
+bumps the revision, whose change notice makes running executors reload after the commit.
+A change that leaves everything as it was writes nothing and returns no audit entries.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ MAX_REASON_LENGTH = 1000
 
 @dataclass(frozen=True)
 class Actor:
-    """Who makes a change and through what: ``admin``, ``api``, ``command`` or ``automatic_rollback``."""
+    """The maker of a change, and the channel it came through: ``admin``, ``api``, ``command`` or ``automatic_rollback``."""
 
     name: str
     through: str
@@ -115,7 +115,7 @@ def change_flags(changes: Mapping[str, Any], *, actor: Actor, reason: str = "",
 
 @transaction.atomic
 def set_tenant_override(tenant_id: str, enabled: bool, *, actor: Actor, reason: str = "") -> FlagChange | None:
-    """Turn parallel execution on or off for ``tenant_id`` whatever the allowlist says."""
+    """Turn parallel execution on or off for ``tenant_id``, overriding the tenant allowlist."""
     _lock_rollout_state()
     _raise_if_invalid(id_errors("tenant_id", tenant_id) + _enabled_errors(enabled) + _reason_errors(reason))
     return _set_override(TenantOverride, "tenant_id", FlagChange.TargetType.TENANT, tenant_id, enabled, actor, reason)
@@ -131,7 +131,7 @@ def clear_tenant_override(tenant_id: str, *, actor: Actor, reason: str = "") -> 
 
 @transaction.atomic
 def set_policy_override(policy_id: str, enabled: bool, *, actor: Actor, reason: str = "") -> FlagChange | None:
-    """Turn parallel execution on or off for routing policy ``policy_id`` whatever the allowlist says."""
+    """Turn parallel execution on or off for routing policy ``policy_id``, overriding the policy allowlist."""
     _lock_rollout_state()
     errors = id_errors("policy_id", policy_id) + _enabled_errors(enabled) + _reason_errors(reason)
     if not errors:
@@ -174,8 +174,8 @@ def _clear_override(model: Any, id_field: str, target_type: str, target: str,
 
 def _lock_rollout_state() -> None:
     # Every rollout change and every registry change locks this row (bump_revision does it
-    # too), so on PostgreSQL concurrent changes queue here until the holder commits: each
-    # one reads the values the previous one wrote, and the audit trail's old values are
+    # too), so on PostgreSQL concurrent changes queue here until the holder commits. Each one
+    # then reads the values the previous one wrote, which keeps the audit trail's old values
     # right. SQLite serializes writers with its database lock.
     RegistryRevision.objects.select_for_update().get_or_create(pk=REVISION_ROW_ID)
 

@@ -1,7 +1,7 @@
 """REST API of the parallel-execution flags, mounted under /api/v1/parallel-execution.
 
-The views parse the request, call ``rollout.services`` and shape the reply; validation
-errors are 400s and a change that needs confirmation is a 409, in the API's error shape.
+The views parse the request, call ``rollout.services`` and shape the reply. Validation
+errors are 400s and a change that needs confirmation is a 409, both in the API's error shape.
 """
 from __future__ import annotations
 

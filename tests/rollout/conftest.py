@@ -12,7 +12,7 @@ TEST_ACTOR = Actor("tester", FlagChange.Through.COMMAND)
 
 @pytest.fixture(autouse=True)
 def clean_flag_environment(monkeypatch):
-    """Unset every flag variable, so a test sees only the environment it sets itself."""
+    """Unset every flag variable, so a test reads only the environment it sets itself."""
     for flag in FLAGS:
         monkeypatch.delenv(flag.environment_variable, raising=False)
 

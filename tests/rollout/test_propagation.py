@@ -89,7 +89,7 @@ async def wait_for_mode(client, mode, timeout_s):
     return False
 
 
-async def test_disabling_tenant_through_api_is_sequential_within_a_second(executor_process, client):
+async def test_disabled_tenant_turns_sequential(executor_process, client):
     api = await sync_to_async(token_client)("write")
     assert await execution_mode(client) == "parallel"
 
@@ -103,7 +103,7 @@ async def test_disabling_tenant_through_api_is_sequential_within_a_second(execut
     assert time.monotonic() - started < 1.0
 
 
-async def test_master_switch_off_through_api_stops_parallel_for_every_tenant(executor_process, client):
+async def test_master_switch_off_turns_sequential(executor_process, client):
     api = await sync_to_async(token_client)("write")
     await sync_to_async(api.put)("/api/v1/parallel-execution/tenants/tenant-parallel", {"enabled": True}, format="json")
 
@@ -115,7 +115,7 @@ async def test_master_switch_off_through_api_stops_parallel_for_every_tenant(exe
     assert await wait_for_mode(client, "sequential", timeout_s=1.0)
 
 
-async def test_enabling_tenant_override_reaches_executor(executor_process, client):
+async def test_enabled_tenant_reaches_snapshot(executor_process, client):
     # Read from the executor's snapshot rather than by running the other tenant's pipeline, which
     # would add metric series for its policy to the process-wide Prometheus registry.
     api = await sync_to_async(token_client)("write")

@@ -7,8 +7,8 @@ from django.conf import settings
 from pythonjsonlogger.json import JsonFormatter
 
 from executor.core.flags import ParallelFlags
-from tests.executor.helpers import echo_with, extension, policy, snapshot, step, subject_of
 from executor.core.transport import InMemoryTransport
+from tests.executor.helpers import echo_with, extension, policy, snapshot, step, subject_of
 from tests.telemetry.helpers import TRACE_ID, observed_runner, parallel_world, pre_request
 
 SUCCESS_CONTEXT = {

@@ -30,6 +30,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), needs_prometheus]
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 READY_TIMEOUT_S = 30.0
 SERIES_TIMEOUT_S = 30.0
+# Other tests in the same process may have run other policies through the same metrics.
+COUNT = 'router_extension_parallel_group_duration_seconds_count{policy_id="policy-parallel-demo", stage="pre"}'
 P95 = "histogram_quantile(0.95, sum by (le) (rate(router_extension_parallel_group_duration_seconds_bucket[1m])))"
 
 
@@ -93,6 +95,10 @@ def prometheus(tmp_path, metered_executor):
         log.close()
 
 
+def total(series):
+    return sum(float(sample["value"][1]) for sample in series)
+
+
 async def query(base_url, expr):
     url = f"{base_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     body = await asyncio.to_thread(get_json, url)
@@ -108,18 +114,16 @@ async def test_prometheus_reads_back_parallel_group_latency_after_traffic(promet
         for _ in range(5):
             reply = await execute_over_nats(client, execution_request())
             assert reply["status"] == "ok"
-        series = await query(prometheus, "router_extension_parallel_group_duration_seconds_count")
+        series = await query(prometheus, COUNT)
         p95 = await query(prometheus, P95)
-        if series and float(series[0]["value"][1]) >= 10 and p95:
+        if total(series) >= 10 and p95:
             break
         await asyncio.sleep(0.5)
 
     assert series, "Prometheus never saw router_extension_parallel_group_duration_seconds"
-    [sample] = series
-    assert sample["metric"]["job"] == "executor"
-    assert sample["metric"]["stage"] == "pre"
-    assert sample["metric"]["policy_id"] == "policy-parallel-demo"
-    assert float(sample["value"][1]) >= 10
+    assert {sample["metric"]["job"] for sample in series} == {"executor"}
+    assert all(len(sample["metric"]["group_id"]) == 12 for sample in series)
+    assert total(series) >= 10
 
     buckets = await query(prometheus, "router_extension_parallel_group_duration_seconds_bucket")
     assert {bucket["metric"]["le"] for bucket in buckets} >= {"0.001", "10.0", "+Inf"}

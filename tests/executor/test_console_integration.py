@@ -212,19 +212,20 @@ def test_http_execution_needs_credentials(demo_registry):
 
 async def test_change_notice_reloads_executor_within_a_second(executor_process, client):
     policy = await sync_to_async(RoutingPolicy.objects.get)(policy_id="policy-parallel-demo")
+    # Read before the change: the notice may reload the snapshot before the change call returns.
+    expected = executor_process.snapshots.current().revision + 1
     started = time.monotonic()
 
     await sync_to_async(services.patch_policy)(policy, {"sticky": {"enabled": False}})
 
-    expected = executor_process.snapshots.current().revision + 1
     assert await wait_for_revision(executor_process, expected, timeout_s=1.0)
     assert time.monotonic() - started < 1.0
 
 
 async def test_disabling_extension_reaches_running_executor(executor_process, client):
     extension = await sync_to_async(Extension.objects.get)(extension_id="detect_language")
-    await sync_to_async(services.patch_extension)(extension, {"enabled": False})
     expected = executor_process.snapshots.current().revision + 1
+    await sync_to_async(services.patch_extension)(extension, {"enabled": False})
     assert await wait_for_revision(executor_process, expected, timeout_s=1.0)
 
     reply = await execute_over_nats(client, execution_request())

@@ -55,7 +55,7 @@ class ExecutionView(APIView):
             return _error(400, "invalid_request", "The request body must be a JSON object.", "$")
 
         try:
-            reply = self._run_on_executor(request.data)
+            reply = self._run_on_executor(request.data, request.headers.get("traceparent"))
         except NoRespondersError:
             return _error(
                 503, "executor_unavailable",
@@ -68,9 +68,12 @@ class ExecutionView(APIView):
 
         return _response_for_reply(reply)
 
-    def _run_on_executor(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _run_on_executor(self, body: dict[str, Any], traceparent: str | None) -> dict[str, Any]:
+        # The caller's W3C trace context travels on as a NATS header, so the pipeline's spans
+        # join the router's trace.
+        headers = {"traceparent": traceparent} if traceparent else None
         message = get_bridge().request(
-            EXECUTE_SUBJECT, json.dumps(body).encode(), timeout=settings.EXECUTION_HTTP_TIMEOUT_S
+            EXECUTE_SUBJECT, json.dumps(body).encode(), timeout=settings.EXECUTION_HTTP_TIMEOUT_S, headers=headers
         )
         return json.loads(message.data)
 

@@ -162,6 +162,19 @@ async def test_http_execution_answers_with_contract_reply(executor_process):
     assert set(body) >= {"status", "payload", "metadata", "execution"}
 
 
+async def test_http_execution_continues_callers_trace(executor_process):
+    api = await sync_to_async(write_token)()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+
+    response = await sync_to_async(api.post)(
+        "/api/v1/executions", execution_request(), format="json", HTTP_TRACEPARENT=traceparent
+    )
+
+    assert response.status_code == 200
+    assert response.json()["execution"]["trace_id"] == trace_id
+
+
 async def test_http_execution_of_unknown_policy_is_404(executor_process):
     api = await sync_to_async(write_token)()
     request = execution_request(policy_id="no-such-policy")

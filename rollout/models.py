@@ -94,3 +94,63 @@ class FlagChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target}: {self.old_value!r} -> {self.new_value!r} by {self.actor}"
+
+
+class EvidenceWindow(models.Model):
+    """One executor's figures for one window of one tenant, policy, stage and execution mode.
+
+    Several executors write rows for the same window; readers sum them (``rollout.evidence``).
+    ``latency_buckets`` maps each histogram bucket's upper bound in ms (``"inf"`` for the last)
+    to its count; only buckets with a count are stored.
+    """
+
+    window_start = models.DateTimeField()
+    window_seconds = models.PositiveIntegerField()
+    tenant_id = models.CharField(max_length=100)
+    policy_id = models.CharField(max_length=200)
+    stage = models.CharField(max_length=16)
+    execution_mode = models.CharField(max_length=16)
+    count = models.PositiveIntegerField(help_text="Executions of the stage in the window.")
+    error_counts = models.JSONField(default=dict, help_text="Failed executions by error type.")
+    latency_buckets = models.JSONField(default=dict)
+    latency_sum_ms = models.FloatField(default=0.0)
+    conflicts = models.PositiveIntegerField(default=0, help_text="Conflicting writes in parallel groups.")
+    shadow_compared = models.PositiveIntegerField(default=0, help_text="Shadow comparisons with sequential.")
+    shadow_mismatches = models.PositiveIntegerField(default=0, help_text="Shadow comparisons that differed.")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-window_start", "id"]
+        verbose_name = "evidence window"
+        indexes = [
+            models.Index(fields=["stage", "window_start"]),
+            models.Index(fields=["tenant_id", "window_start"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stage} {self.execution_mode} {self.tenant_id}/{self.policy_id} at {self.window_start}: {self.count}"
+
+
+class ShadowMismatch(models.Model):
+    """A parallel group whose merged result differed from running its members one after another.
+
+    ``diff`` lists the differing paths with both values, cut to a few KB; ``truncated`` says so.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    tenant_id = models.CharField(max_length=100, db_index=True)
+    policy_id = models.CharField(max_length=200)
+    stage = models.CharField(max_length=16)
+    group_id = models.CharField(max_length=200)
+    trace_id = models.CharField(max_length=64)
+    members = models.JSONField(default=list, help_text="The group's members in declared order.")
+    diff = models.JSONField(default=list)
+    truncated = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "shadow mismatch"
+        verbose_name_plural = "shadow mismatches"
+
+    def __str__(self) -> str:
+        return f"{self.stage}/{self.group_id} for {self.tenant_id} (trace {self.trace_id})"

@@ -5,15 +5,11 @@ These tests use the real database, a real NATS server and the reference extensio
 import asyncio
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-import nats
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.management import call_command
-from django.db import connections
 from rest_framework.test import APIClient
 
 from bench.traffic import load_messages
@@ -21,26 +17,18 @@ from executor.core.flags import EnvironmentFlagSource, ParallelFlags
 from executor.core.runtime import PipelineRunner
 from executor.core.service import EXECUTE_SUBJECT
 from executor.core.transport import NatsTransport
-from executor.extensions.registry import select_extensions
-from executor.extensions.service import serve_reference_extensions, stop_servers
 from executor.process import ExecutorProcess
 from executor.snapshot_loader import load_snapshot
 from executor.snapshot_provider import DatabaseSnapshotProvider
 from registry import services
 from registry.models import Extension, RoutingPolicy
 from registry.revision import current_revision
+from tests.conftest import DEMO_FLAGS
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_sync_thread_connections")]
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_REGISTRY = ROOT / "executor" / "extensions" / "demo_registry.json"
 MESSAGES = ROOT / "bench" / "messages" / "messages.jsonl"
-
-DEMO_FLAGS = {
-    "EXTENSION_PIPELINE_PARALLEL_EXECUTION_ENABLED": "true",
-    "EXTENSION_PIPELINE_PARALLEL_PRE_PROCESSORS_ENABLED": "true",
-    "EXTENSION_PIPELINE_PARALLEL_EXECUTION_TENANT_ALLOWLIST": "tenant-parallel",
-}
 
 
 def demo_message(text="Bonjour à tous, écrivez à ops@example.com #lancement"):
@@ -49,31 +37,6 @@ def demo_message(text="Bonjour à tous, écrivez à ops@example.com #lancement")
 
 def execution_request(tenant_id="tenant-parallel", policy_id="policy-parallel-demo", **extra):
     return {"tenant_id": tenant_id, "policy_id": policy_id, "payload": demo_message(), **extra}
-
-
-@pytest.fixture(autouse=True)
-async def close_connections_of_sync_thread():
-    # sync_to_async runs the ORM on a thread of its own; its connection must not outlive the
-    # test, or the test database cannot be dropped at the end of the run.
-    yield
-    await sync_to_async(connections.close_all)()
-
-
-@pytest.fixture
-def demo_registry(tmp_path, monkeypatch):
-    monkeypatch.setenv("BEAMLINE_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
-    call_command("import_registry", str(DEMO_REGISTRY), stdout=open("/dev/null", "w"))
-
-
-@pytest.fixture
-async def reference_extensions(nats_server):
-    client = await nats.connect(nats_server.url)
-    pool = ThreadPoolExecutor(max_workers=4)
-    servers = await serve_reference_extensions(client, select_extensions(None), pool, max_concurrency=16)
-    yield
-    await stop_servers(servers)
-    await client.close()
-    pool.shutdown()
 
 
 @pytest.fixture
@@ -86,15 +49,8 @@ async def executor_process(nats_server, demo_registry, reference_extensions, set
         yield process
 
 
-@pytest.fixture
-async def client(nats_server):
-    connection = await nats.connect(nats_server.url)
-    yield connection
-    await connection.close()
-
-
-async def execute_over_nats(client, request):
-    reply = await client.request(EXECUTE_SUBJECT, json.dumps(request).encode(), timeout=5)
+async def execute_over_nats(nats_client, request):
+    reply = await nats_client.request(EXECUTE_SUBJECT, json.dumps(request).encode(), timeout=5)
     return json.loads(reply.data)
 
 
@@ -115,8 +71,8 @@ def write_token():
     return api
 
 
-async def test_allowed_tenant_runs_pre_stage_in_parallel(executor_process, client):
-    reply = await execute_over_nats(client, execution_request())
+async def test_allowed_tenant_runs_pre_stage_in_parallel(executor_process, nats_client):
+    reply = await execute_over_nats(nats_client, execution_request())
 
     assert reply["status"] == "ok"
     assert reply["execution"]["mode"] == "parallel"
@@ -129,10 +85,10 @@ async def test_allowed_tenant_runs_pre_stage_in_parallel(executor_process, clien
     assert reply["metadata"]["policy_id"] == "policy-parallel-demo"
 
 
-async def test_tenant_outside_allowlist_runs_sequentially(executor_process, client):
+async def test_tenant_outside_allowlist_runs_sequentially(executor_process, nats_client):
     request = execution_request(tenant_id="tenant-sequential", policy_id="policy-sequential-demo")
 
-    reply = await execute_over_nats(client, request)
+    reply = await execute_over_nats(nats_client, request)
 
     assert reply["status"] == "ok"
     assert reply["execution"]["mode"] == "sequential"
@@ -140,11 +96,11 @@ async def test_tenant_outside_allowlist_runs_sequentially(executor_process, clie
     assert modes == {"sequential"}
 
 
-async def test_validator_rejects_card_number(executor_process, client):
+async def test_validator_rejects_card_number(executor_process, nats_client):
     request = execution_request()
     request["payload"] = demo_message("Pay with 4111 1111 1111 1111 please")
 
-    reply = await execute_over_nats(client, request)
+    reply = await execute_over_nats(nats_client, request)
 
     assert reply["status"] == "rejected"
     assert reply["error"]["extension_id"] == "pii_guard"
@@ -223,7 +179,7 @@ def test_http_execution_needs_credentials(demo_registry):
     assert response.status_code == 401
 
 
-async def test_change_notice_reloads_executor_within_a_second(executor_process, client):
+async def test_change_notice_reloads_executor_within_a_second(executor_process, nats_client):
     policy = await sync_to_async(RoutingPolicy.objects.get)(policy_id="policy-parallel-demo")
     # Read before the change: the notice may reload the snapshot before the change call returns.
     expected = executor_process.snapshots.current().revision + 1
@@ -235,13 +191,13 @@ async def test_change_notice_reloads_executor_within_a_second(executor_process, 
     assert time.monotonic() - started < 1.0
 
 
-async def test_disabling_extension_reaches_running_executor(executor_process, client):
+async def test_disabling_extension_reaches_running_executor(executor_process, nats_client):
     extension = await sync_to_async(Extension.objects.get)(extension_id="detect_language")
     expected = executor_process.snapshots.current().revision + 1
     await sync_to_async(services.patch_extension)(extension, {"enabled": False})
     assert await wait_for_revision(executor_process, expected, timeout_s=1.0)
 
-    reply = await execute_over_nats(client, execution_request())
+    reply = await execute_over_nats(nats_client, execution_request())
 
     members = {
         member["id"]: member
@@ -307,7 +263,7 @@ async def test_provider_without_database_has_no_snapshot():
 
 
 async def test_message_set_gives_identical_results_parallel_and_sequential(
-    demo_registry, reference_extensions, client
+    demo_registry, reference_extensions, nats_client
 ):
     base = await sync_to_async(load_snapshot)(EnvironmentFlagSource({}))
     parallel = replace(base, flags=ParallelFlags(
@@ -316,7 +272,7 @@ async def test_message_set_gives_identical_results_parallel_and_sequential(
         parallel_validators_enabled=True,
         parallel_post_processors_enabled=True,
     ))
-    runner = PipelineRunner(NatsTransport(client), max_in_flight=64)
+    runner = PipelineRunner(NatsTransport(nats_client), max_in_flight=64)
     messages = load_messages(MESSAGES)
 
     differences = []

@@ -14,18 +14,15 @@ import yaml
 from executor.core.flags import EnvironmentFlagSource
 from executor.nats_server import free_port
 from executor.process import ExecutorProcess
-from tests.executor.test_console_integration import (  # noqa: F401 - fixtures used by name
-    DEMO_FLAGS,
-    client,
-    close_connections_of_sync_thread,
-    demo_registry,
-    execute_over_nats,
-    execution_request,
-    reference_extensions,
-)
+from tests.conftest import DEMO_FLAGS
+from tests.executor.test_console_integration import execute_over_nats, execution_request
 from tests.telemetry.promtool import PROMETHEUS, needs_prometheus
 
-pytestmark = [pytest.mark.django_db(transaction=True), needs_prometheus]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    needs_prometheus,
+    pytest.mark.usefixtures("close_sync_thread_connections"),
+]
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 READY_TIMEOUT_S = 30.0
@@ -49,7 +46,7 @@ def answers(url):
 
 
 @pytest.fixture
-async def metered_executor(nats_server, demo_registry, reference_extensions, settings):  # noqa: F811
+async def metered_executor(nats_server, demo_registry, reference_extensions, settings):
     settings.NATS_URL = nats_server.url
     process = ExecutorProcess(nats_server.url, EnvironmentFlagSource(DEMO_FLAGS), max_in_flight=64,
                               poll_interval_s=60.0, metrics_port=free_port())
@@ -106,13 +103,13 @@ async def query(base_url, expr):
     return body["data"]["result"]
 
 
-async def test_prometheus_reads_back_parallel_group_latency_after_traffic(prometheus, metered_executor, client):  # noqa: F811
+async def test_prometheus_reads_back_parallel_group_latency_after_traffic(prometheus, metered_executor, nats_client):
     # Traffic until two scrapes have seen groups, so that rate() has two samples to work on.
     series, p95 = [], []
     deadline = time.monotonic() + SERIES_TIMEOUT_S
     while time.monotonic() < deadline:
         for _ in range(5):
-            reply = await execute_over_nats(client, execution_request())
+            reply = await execute_over_nats(nats_client, execution_request())
             assert reply["status"] == "ok"
         series = await query(prometheus, COUNT)
         p95 = await query(prometheus, P95)

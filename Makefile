@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test bench traffic migrate demo lint clean
+.PHONY: install run test bench traffic clean
 
 $(INSTALLED): requirements.txt
 	$(PYTHON) -m venv $(VENV)

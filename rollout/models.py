@@ -154,3 +154,144 @@ class ShadowMismatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stage}/{self.group_id} for {self.tenant_id} (trace {self.trace_id})"
+
+
+class Rollout(models.Model):
+    """The walk of one stage from sequential to parallel execution, through four phases.
+
+    Only ``rollout.rollouts`` changes a rollout: it moves the phases, drives the flags through
+    ``rollout.services`` and records every step as a ``RolloutEvent``.
+    """
+
+    class Stage(models.TextChoices):
+        PRE = "pre", "pre-processors"
+        VALIDATORS = "validators", "validators"
+        POST = "post", "post-processors"
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "active"
+        COMPLETED = "completed", "completed"
+        ABORTED = "aborted", "aborted"
+        ROLLED_BACK = "rolled_back", "rolled back"
+
+    stage = models.CharField(max_length=16, choices=Stage.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    current_phase = models.PositiveSmallIntegerField(default=1, help_text="The number of the active phase, 1 to 4.")
+    internal_tenants = models.JSONField(default=list, help_text="Internal test tenants, enabled in phase 2.")
+    canary_tenants = models.JSONField(default=list, help_text="Canary tenants in the order they are enabled in phase 3.")
+    canary_steps = models.JSONField(
+        default=list, help_text="How many canary tenants each step of phase 3 enables, growing, e.g. [2, 5, 10].",
+    )
+    canary_step = models.PositiveSmallIntegerField(default=0, help_text="Canary steps taken so far.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    created_by_name = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("advance_rollout", "Can advance, abort and expand a rollout"),
+            ("rollback_rollout", "Can roll back a rollout"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Rollout {self.pk} of {self.get_stage_display()} ({self.get_state_display()}, phase {self.current_phase})"
+
+    @property
+    def enabled_canaries(self) -> list[str]:
+        """The canary tenants enabled by the steps taken so far."""
+        if self.canary_step == 0:
+            return []
+        return list(self.canary_tenants[: self.canary_steps[self.canary_step - 1]])
+
+
+class RolloutPhase(models.Model):
+    """One of a rollout's four phases, with its actions and success criteria and who moved it."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        ACTIVE = "active", "active"
+        PASSED = "passed", "passed on evidence"
+        OVERRIDDEN = "overridden", "passed by override"
+        ABORTED = "aborted", "aborted"
+        ROLLED_BACK = "rolled_back", "rolled back"
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="phases")
+    number = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=100)
+    planned_duration = models.CharField(max_length=50, help_text="As planned, e.g. '1-2 weeks'.")
+    actions = models.JSONField(default=list, help_text="The actions checklist.")
+    success_criteria = models.JSONField(default=list)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    moved_by = models.CharField(max_length=150, blank=True, help_text="Who ended the phase.")
+    override_reason = models.TextField(blank=True, help_text="Why the phase passed without its evidence.")
+    criteria_results = models.JSONField(default=list, blank=True, help_text="The criteria as evaluated when it ended.")
+
+    class Meta:
+        ordering = ["rollout", "number"]
+        constraints = [models.UniqueConstraint(fields=["rollout", "number"], name="one_phase_per_number")]
+
+    def __str__(self) -> str:
+        return f"Phase {self.number}: {self.name} ({self.get_state_display()})"
+
+
+class RolloutEvent(models.Model):
+    """One entry of a rollout's history: start, advance, override, canary step, abort, rollback or verification.
+
+    A rollback names the trigger that fired with its figures (value, baseline, threshold) and
+    its scope; the verification of a rollback points back to it.
+    """
+
+    class Kind(models.TextChoices):
+        START = "start", "start"
+        ADVANCE = "advance", "advance"
+        OVERRIDE = "override", "advance by override"
+        CANARY_STEP = "canary_step", "canary step"
+        ABORT = "abort", "abort"
+        ROLLBACK = "rollback", "rollback"
+        VERIFICATION = "verification", "rollback verification"
+
+    class Scope(models.TextChoices):
+        ALL = "all", "all tenants"
+        TENANT = "tenant", "one tenant"
+        POLICY = "policy", "one policy"
+
+    class Verification(models.TextChoices):
+        PENDING = "pending", "pending"
+        PASSED = "passed", "passed"
+        FAILED = "failed", "failed"
+        INCONCLUSIVE = "inconclusive", "inconclusive"
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    phase = models.PositiveSmallIntegerField(help_text="The phase that was active.")
+    actor = models.CharField(max_length=150)
+    through = models.CharField(max_length=32, help_text="admin, api, command or automatic_rollback.")
+    reason = models.TextField(blank=True)
+    trigger = models.CharField(max_length=32, blank=True, help_text="The trigger that fired, for an automatic rollback.")
+    value = models.FloatField(null=True, blank=True, help_text="The trigger's figure on the parallel side.")
+    baseline = models.FloatField(null=True, blank=True, help_text="The same figure on the sequential side.")
+    threshold = models.FloatField(null=True, blank=True, help_text="Above this value the trigger fails.")
+    scope = models.CharField(max_length=16, choices=Scope.choices, blank=True)
+    scope_id = models.CharField(max_length=200, blank=True, help_text="The tenant or policy id of a scoped rollback.")
+    verification = models.CharField(max_length=16, choices=Verification.choices, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    rollback_event = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="verifications",
+        help_text="For a verification: the rollback it checked.",
+    )
+    details = models.JSONField(default=dict, blank=True, help_text="Criteria, flag revisions and figures.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["rollout", "kind"])]
+
+    def __str__(self) -> str:
+        scope = f" ({self.scope} {self.scope_id})".rstrip() if self.scope else ""
+        return f"{self.get_kind_display()} of rollout {self.rollout_id} in phase {self.phase}{scope}"

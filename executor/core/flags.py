@@ -7,20 +7,15 @@ that also reads database overrides can replace ``EnvironmentFlagSource`` without
 """
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
-ENVIRONMENT_PREFIX = "EXTENSION_PIPELINE_"
-
-MAX_GROUP_SIZE_RANGE = (1, 64)
-TIMEOUT_MULTIPLIER_RANGE = (1.0, 10.0)
-
-_TRUE_WORDS = frozenset({"true", "1", "yes"})
-_FALSE_WORDS = frozenset({"false", "0", "no"})
+# The flag definitions and their strict parsing live in rollout.flags, which imports nothing
+# from Django either, so the console's status page and the executor parse variables alike.
+from rollout.flags import InvalidFlagEnvironment, environment_values
 
 _STAGE_SWITCHES = {
     "pre": "parallel_pre_processors_enabled",
@@ -80,23 +75,16 @@ class EnvironmentFlagSource:
         return flags_from_environ(os.environ if self._environ is None else self._environ)
 
 
-def environment_variable(flag_name: str) -> str:
-    """Return the environment variable that sets ``flag_name``."""
-    return ENVIRONMENT_PREFIX + flag_name.upper()
-
-
 def flags_from_environ(environ: Mapping[str, str]) -> ParallelFlags:
     """Parse the flags from ``environ``; unset variables keep their defaults.
 
     Raises ``FlagConfigError`` naming the variable and the accepted values when one is invalid.
     """
-    values: dict[str, object] = {}
-    for flag in fields(ParallelFlags):
-        variable = environment_variable(flag.name)
-        if flag.name.endswith("_overrides") or variable not in environ:
-            continue
-        values[flag.name] = _parse_flag(flag.name, variable, environ[variable])
-    return ParallelFlags(**values)  # type: ignore[arg-type]
+    try:
+        values = environment_values(environ)
+    except InvalidFlagEnvironment as error:
+        raise FlagConfigError(str(error)) from error
+    return ParallelFlags(**values)
 
 
 def parallel_decision(flags: ParallelFlags, tenant_id: str | None, policy_id: str | None,
@@ -141,51 +129,3 @@ def _allowlist_denial(kind: str, item_id: str | None, overrides: Mapping[str, bo
     if item_id not in allowlist:
         return f"{kind} not in allowlist"
     return None
-
-
-def _parse_flag(name: str, variable: str, raw: str) -> object:
-    if name == "parallel_execution_max_group_size":
-        return _parse_int(variable, raw, MAX_GROUP_SIZE_RANGE)
-    if name == "parallel_execution_timeout_multiplier":
-        return _parse_float(variable, raw, TIMEOUT_MULTIPLIER_RANGE)
-    if name.endswith("_allowlist"):
-        return _parse_list(raw)
-    return _parse_switch(variable, raw)
-
-
-def _parse_switch(variable: str, raw: str) -> bool:
-    word = raw.strip().lower()
-    if word in _TRUE_WORDS:
-        return True
-    if word in _FALSE_WORDS:
-        return False
-    raise FlagConfigError(
-        f"{variable}={raw!r} is not a valid switch; use true, false, 1, 0, yes or no."
-    )
-
-
-def _parse_list(raw: str) -> tuple[str, ...]:
-    items = (item.strip() for item in raw.split(","))
-    return tuple(item for item in items if item)
-
-
-def _parse_int(variable: str, raw: str, bounds: tuple[int, int]) -> int:
-    low, high = bounds
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise FlagConfigError(f"{variable}={raw!r} is not an integer; use a whole number from {low} to {high}.") from None
-    if not low <= value <= high:
-        raise FlagConfigError(f"{variable}={raw!r} is out of range; use a whole number from {low} to {high}.")
-    return value
-
-
-def _parse_float(variable: str, raw: str, bounds: tuple[float, float]) -> float:
-    low, high = bounds
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise FlagConfigError(f"{variable}={raw!r} is not a number; use a number from {low} to {high}.") from None
-    if math.isnan(value) or not low <= value <= high:
-        raise FlagConfigError(f"{variable}={raw!r} is out of range; use a number from {low} to {high}.")
-    return value

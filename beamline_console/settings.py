@@ -155,6 +155,10 @@ EXECUTOR_SNAPSHOT_POLL_SECONDS = env.float("EXECUTOR_SNAPSHOT_POLL_SECONDS", def
 # The executor's own Prometheus endpoint (docs/OBSERVABILITY.md); port 0 turns it off.
 EXECUTOR_METRICS_PORT = env.int("EXECUTOR_METRICS_PORT", default=9464)
 EXECUTOR_METRICS_ADDRESS = env.str("EXECUTOR_METRICS_ADDRESS", default="127.0.0.1")
+# Evidence for the rollout: executors write their aggregated windows this often, and compare
+# this share of parallel executions with a sequential run after replying (0 turns it off).
+EXECUTOR_EVIDENCE_FLUSH_SECONDS = env.float("EXECUTOR_EVIDENCE_FLUSH_SECONDS", default=5.0)
+EXECUTOR_SHADOW_SAMPLE_RATE = env.float("EXECUTOR_SHADOW_SAMPLE_RATE", default=0.1)
 EXECUTION_HTTP_TIMEOUT_S = env.float("EXECUTION_HTTP_TIMEOUT_S", default=30.0)
 
 # Celery: Redis or RabbitMQ in production; a file broker under var/ otherwise, so a fresh

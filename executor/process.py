@@ -4,6 +4,10 @@ It also records metrics and group logs through a ``TelemetryObserver``, serves `
 on ``metrics_port`` (0: no endpoint), and makes OpenTelemetry spans when an OTLP endpoint is
 configured (see docs/OBSERVABILITY.md).
 
+It aggregates evidence from every reply and writes it in batches every
+``EXECUTOR_EVIDENCE_FLUSH_SECONDS`` on the database thread, and compares a sample
+(``EXECUTOR_SHADOW_SAMPLE_RATE``) of parallel executions with sequential runs after replying.
+
 ``manage.py run_executor`` runs it until SIGINT or SIGTERM; tests run it in their own event loop.
 """
 from __future__ import annotations
@@ -12,14 +16,18 @@ import asyncio
 import logging
 
 import nats
+from django.conf import settings
 from nats.aio.client import Client
 
+from executor.core.evidence import EvidenceAggregator
 from executor.core.flags import FlagSource
 from executor.core.observer import PipelineObserver
 from executor.core.runtime import PipelineRunner
 from executor.core.tracing import PipelineTracer
 from executor.core.service import ExecutorService
+from executor.core.shadow import ShadowComparer
 from executor.core.transport import NatsTransport
+from executor.evidence_writer import EvidenceWriter
 from executor.snapshot_loader import load_snapshot
 from executor.snapshot_provider import DatabaseSnapshotProvider
 from executor.telemetry.observer import TelemetryObserver
@@ -45,8 +53,14 @@ class ExecutorProcess:
         metrics_address: str = "127.0.0.1",
         observer: PipelineObserver | None = None,
         tracer: PipelineTracer | None = None,
+        evidence_flush_s: float | None = None,
+        shadow_sample_rate: float | None = None,
     ) -> None:
-        """``observer`` defaults to a ``TelemetryObserver``; ``tracer`` to OTLP export when configured."""
+        """``observer`` defaults to a ``TelemetryObserver``; ``tracer`` to OTLP export when configured.
+
+        ``evidence_flush_s`` and ``shadow_sample_rate`` default to the settings
+        ``EXECUTOR_EVIDENCE_FLUSH_SECONDS`` and ``EXECUTOR_SHADOW_SAMPLE_RATE``.
+        """
         self.nats_url = nats_url
         self.max_in_flight = max_in_flight
         self.metrics_port = metrics_port
@@ -60,9 +74,20 @@ class ExecutorProcess:
             read_revision=current_revision,
             poll_interval_s=poll_interval_s,
         )
+        self.evidence = EvidenceAggregator()
+        self.evidence_writer = EvidenceWriter(
+            self.evidence,
+            self.snapshots._in_database_thread,
+            flush_interval_s=settings.EXECUTOR_EVIDENCE_FLUSH_SECONDS if evidence_flush_s is None else evidence_flush_s,
+        )
+        self.shadow_sample_rate = (
+            settings.EXECUTOR_SHADOW_SAMPLE_RATE if shadow_sample_rate is None else shadow_sample_rate
+        )
+        self.shadow: ShadowComparer | None = None
         self._nc: Client | None = None
         self._service: ExecutorService | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load the snapshot, connect to NATS, follow change notices and serve requests."""
@@ -87,9 +112,15 @@ class ExecutorProcess:
             if configured is not None:
                 tracer, self._tracer_provider = configured
                 logger.info("Exporting traces over OTLP/HTTP")
-        runner = PipelineRunner(NatsTransport(self._nc), max_in_flight=self.max_in_flight,
+        transport = NatsTransport(self._nc)
+        runner = PipelineRunner(transport, max_in_flight=self.max_in_flight,
                                 observer=self._observer or TelemetryObserver(), tracer=tracer)
-        self._service = ExecutorService(self._nc, runner, self.snapshots, max_concurrency=self.max_in_flight)
+        if self.shadow_sample_rate > 0:
+            self.shadow = ShadowComparer(transport, sample_rate=self.shadow_sample_rate, evidence=self.evidence,
+                                         on_mismatch=self.evidence_writer.add_mismatch)
+        self._flusher = asyncio.create_task(self.evidence_writer.run_forever(), name="evidence-flush")
+        self._service = ExecutorService(self._nc, runner, self.snapshots, max_concurrency=self.max_in_flight,
+                                        evidence=self.evidence, shadow=self.shadow)
         await self._service.start()
         logger.info("Executor started on %s", self.nats_url)
 
@@ -97,6 +128,12 @@ class ExecutorProcess:
         """Stop serving, let running pipelines finish briefly, and close everything."""
         if self._service is not None:
             await self._service.stop()
+        if self.shadow is not None:
+            await self.shadow.stop()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            await self.evidence_writer.flush(include_open=True)
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)

@@ -26,6 +26,7 @@ from executor.core.observer import (
 )
 from executor.core.plan import PARALLEL, SEQUENTIAL, PlannedGroup, StagePlan, build_stage_plan
 from executor.core.request import PipelineRequest, find_policy, parse_request
+from executor.core.shadow import ShadowCapture
 from executor.core.tracing import PipelineSpan, PipelineTracer, parse_traceparent
 from executor.core.transport import Transport
 
@@ -59,7 +60,8 @@ class PipelineRunner:
         return self._in_flight
 
     async def execute(self, snapshot: Snapshot, request: Mapping[str, Any], *,
-                      traceparent: str | None = None) -> dict[str, Any]:
+                      traceparent: str | None = None,
+                      shadow_captures: list[ShadowCapture] | None = None) -> dict[str, Any]:
         """Run ``request`` against ``snapshot`` and return the contract's reply.
 
         ``traceparent`` is the caller's W3C header, if it sent one: a request without a
@@ -86,7 +88,7 @@ class PipelineRunner:
 
         self._in_flight += 1
         try:
-            return await _PipelineRun(self, snapshot, parsed, span).run()
+            return await _PipelineRun(self, snapshot, parsed, span, shadow_captures).run()
         finally:
             self._in_flight -= 1
 
@@ -109,8 +111,9 @@ class _PipelineRun:
     """The state of one pipeline run, from the first stage to the reply."""
 
     def __init__(self, runner: PipelineRunner, snapshot: Snapshot, request: PipelineRequest,
-                 span: PipelineSpan | None) -> None:
+                 span: PipelineSpan | None, shadow_captures: list[ShadowCapture] | None = None) -> None:
         self.runner = runner
+        self.shadow_captures = shadow_captures
         self.span = span
         self.snapshot = snapshot
         self.request = request
@@ -170,10 +173,26 @@ class _PipelineRun:
         self.payload, self.metadata = result.payload, result.metadata
         if group.execution_mode == PARALLEL:
             self.any_parallel = True
+            if self.shadow_captures is not None:
+                self._capture_for_shadow(self.shadow_captures, stage, call_input, result)
 
         self._note_member_outcomes(stage, result)
         self._report_group(stage, result)
         return _group_record(stage, result)
+
+    def _capture_for_shadow(self, captures: list[ShadowCapture], stage: str, call_input: CallInput,
+                            result: GroupResult) -> None:
+        if stage == VALIDATORS or result.stopper is not None:
+            return
+        if any(outcome.status != OK for outcome in result.outcomes):
+            return
+        extensions = self.snapshot.extensions
+        steps = tuple(member.step for member in result.group.members)
+        captures.append(ShadowCapture(
+            self.request.trace_id, self.request.tenant_id, self.request.policy_id, stage, result.group.group_id,
+            steps, {step.id: extensions[step.id] for step in steps if step.id in extensions},
+            call_input.payload, call_input.metadata, result.payload, result.metadata,
+        ))
 
     def _note_member_outcomes(self, stage: str, result: GroupResult) -> None:
         for outcome in result.outcomes:

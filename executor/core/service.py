@@ -25,8 +25,10 @@ from nats.aio.subscription import Subscription
 
 from executor.core import codec
 from executor.core.errors import InvalidRequest, Overloaded, RequestError
+from executor.core.evidence import EvidenceAggregator
 from executor.core.model import Snapshot
 from executor.core.runtime import PipelineRunner
+from executor.core.shadow import ShadowCapture, ShadowComparer
 
 logger = logging.getLogger("executor.service")
 
@@ -71,10 +73,12 @@ def request_error_reply(error: RequestError) -> dict[str, Any]:
 
 
 async def reply_for(runner: PipelineRunner, snapshot_provider: SnapshotProvider, data: bytes,
-                    traceparent: str | None = None) -> dict[str, Any]:
+                    traceparent: str | None = None, *,
+                    shadow_captures: list[ShadowCapture] | None = None) -> dict[str, Any]:
     """Decode one request body, run it and return the reply; raises only ``CancelledError``.
 
     ``traceparent`` is the request's W3C header, which the pipeline's trace continues from.
+    ``shadow_captures``, when a list, collects the parallel groups to compare after the reply.
     """
     try:
         request = codec.decode(data)
@@ -86,7 +90,7 @@ async def reply_for(runner: PipelineRunner, snapshot_provider: SnapshotProvider,
         return failure_reply("snapshot_unavailable", "The executor has not loaded the registry yet; retry shortly.")
 
     try:
-        return await runner.execute(snapshot, request, traceparent=traceparent)
+        return await runner.execute(snapshot, request, traceparent=traceparent, shadow_captures=shadow_captures)
     except RequestError as error:
         return request_error_reply(error)
 
@@ -96,10 +100,14 @@ class ExecutorService:
 
     ``stop()`` unsubscribes so no new request arrives, waits up to ``grace_s`` for running
     pipelines to reply, and cancels the rest.
+
+    After each reply has been sent, ``evidence`` (when given) counts it, and ``shadow`` (when
+    given) compares the request's parallel groups with sequential runs if it was sampled.
     """
 
     def __init__(self, nc: Client, runner: PipelineRunner, snapshot_provider: SnapshotProvider, *,
-                 subject: str = EXECUTE_SUBJECT, queue: str = EXECUTOR_QUEUE, max_concurrency: int) -> None:
+                 subject: str = EXECUTE_SUBJECT, queue: str = EXECUTOR_QUEUE, max_concurrency: int,
+                 evidence: EvidenceAggregator | None = None, shadow: ShadowComparer | None = None) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}.")
         self.subject = subject
@@ -108,6 +116,8 @@ class ExecutorService:
         self._nc = nc
         self._runner = runner
         self._snapshot_provider = snapshot_provider
+        self._evidence = evidence
+        self._shadow = shadow
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscription: Subscription | None = None
 
@@ -168,8 +178,19 @@ class ExecutorService:
     async def _handle(self, msg: Msg) -> None:
         headers = msg.headers
         traceparent = None if not headers else headers.get("traceparent")
-        reply = await reply_for(self._runner, self._snapshot_provider, msg.data, traceparent)
+        shadow = self._shadow
+        captures: list[ShadowCapture] | None = [] if shadow is not None and shadow.sample() else None
+        reply = await reply_for(self._runner, self._snapshot_provider, msg.data, traceparent,
+                                shadow_captures=captures)
         await self._respond(msg, reply)
+
+        if self._evidence is not None:
+            try:
+                self._evidence.record_reply(reply)
+            except Exception:  # noqa: BLE001 - evidence must never cost a request
+                logger.exception("Recording evidence for a %s reply failed", reply.get("status"))
+        if captures and shadow is not None:
+            shadow.submit(captures)
 
     async def _respond(self, msg: Msg, reply: dict[str, Any]) -> None:
         if not msg.reply:

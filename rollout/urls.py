@@ -1,7 +1,7 @@
 """REST API routes of the parallel-execution flags, mounted under /api/v1/. A trailing slash is optional."""
 from django.urls import re_path
 
-from rollout import views
+from rollout import evidence_views, views
 
 urlpatterns = [
     re_path(r"^parallel-execution/?$", views.ParallelExecutionView.as_view(), name="parallel-execution"),
@@ -16,4 +16,6 @@ urlpatterns = [
         views.PolicyOverrideView.as_view(),
         name="parallel-execution-policy",
     ),
+    re_path(r"^evidence/?$", evidence_views.EvidenceView.as_view(), name="evidence"),
+    re_path(r"^evidence/mismatches/?$", evidence_views.ShadowMismatchView.as_view(), name="evidence-mismatches"),
 ]

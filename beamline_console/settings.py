@@ -174,8 +174,27 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_TIMEZONE = TIME_ZONE
+
+# The rollout: how often the automatic rollback evaluates the evidence, over which window, and
+# what its triggers need. See docs/EXTENSIONS_RUNBOOK.md.
+ROLLOUT_EVALUATION_INTERVAL_S = env.float("ROLLOUT_EVALUATION_INTERVAL_S", default=60.0)
+ROLLOUT_EVALUATION_WINDOW_S = env.int("ROLLOUT_EVALUATION_WINDOW_S", default=900)
+ROLLOUT_MIN_SAMPLES = env.int("ROLLOUT_MIN_SAMPLES", default=100)
+ROLLOUT_MIN_SHADOW_COMPARISONS = env.int("ROLLOUT_MIN_SHADOW_COMPARISONS", default=10)
+ROLLOUT_ERROR_RATE_TOLERANCE_PCT = env.float("ROLLOUT_ERROR_RATE_TOLERANCE_PCT", default=10.0)
+ROLLOUT_P95_TOLERANCE_PCT = env.float("ROLLOUT_P95_TOLERANCE_PCT", default=20.0)
+ROLLOUT_TARGET_LATENCY_REDUCTION_PCT = env.float("ROLLOUT_TARGET_LATENCY_REDUCTION_PCT", default=50.0)
+# The verification looks at executions from this long after the rollback, once executors reloaded.
+ROLLOUT_VERIFICATION_DELAY_S = env.float("ROLLOUT_VERIFICATION_DELAY_S", default=120.0)
+ROLLOUT_VERIFICATION_GRACE_S = env.float("ROLLOUT_VERIFICATION_GRACE_S", default=5.0)
+ROLLOUT_VERIFICATION_ATTEMPTS = env.int("ROLLOUT_VERIFICATION_ATTEMPTS", default=5)
+CELERY_BEAT_SCHEDULE: dict = {
+    "evaluate-rollouts": {
+        "task": "rollout.tasks.evaluate_rollouts",
+        "schedule": ROLLOUT_EVALUATION_INTERVAL_S,
+    },
+}
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -27,7 +27,7 @@ from django.utils import timezone
 from rollout import rollouts, triggers
 from rollout.evidence import EvidenceSummary, SideSummary, summarize
 from rollout.metrics import AUTOMATIC_ROLLBACKS
-from rollout.models import FlagChange, Rollout, RolloutEvent
+from rollout.models import FlagChange, PolicyOverride, Rollout, RolloutEvent, TenantOverride
 from rollout.services import Actor
 
 logger = logging.getLogger("rollout.rollback")
@@ -79,7 +79,7 @@ def evaluate_rollout(rollout_id: int, *, now: datetime | None = None) -> Rollout
 
         summary = summarize(rollout.stage, since=evaluation_start(rollout, now), until=None)
         decision = decide(summary)
-        if decision.scope is None or decision.trigger is None:
+        if decision.scope is None or decision.trigger is None or _already_off(decision):
             return None
 
         trigger = decision.trigger
@@ -180,6 +180,15 @@ def _verification(summary: EvidenceSummary, baseline: dict[str, Any]) -> tuple[s
         f"All {after.count} executions after the rollback ran sequentially; error rate and p95 are back to baseline."
     )
     return RolloutEvent.Verification.PASSED, checks
+
+
+def _already_off(decision: Decision) -> bool:
+    """True when the tenant or policy to roll back is already disabled by an override."""
+    if decision.scope == RolloutEvent.Scope.TENANT:
+        return TenantOverride.objects.filter(tenant_id=decision.scope_id, enabled=False).exists()
+    if decision.scope == RolloutEvent.Scope.POLICY:
+        return PolicyOverride.objects.filter(policy_id=decision.scope_id, enabled=False).exists()
+    return False
 
 
 def _scope_filter(event: RolloutEvent) -> dict[str, list[str]]:

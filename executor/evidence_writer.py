@@ -3,8 +3,8 @@
 Every ``flush_interval_s`` seconds the writer drains the aggregator's closed windows and writes
 them, with the shadow mismatches noted since, in one transaction of bulk inserts on the
 executor's database thread, never on the request path. When the write fails, the rows are kept
-and tried again on the next flush; past ``max_pending`` rows the oldest are dropped with a
-warning, so a long database outage cannot exhaust memory. ``flush(include_open=True)`` on stop
+and tried again on the next flush. Past ``max_pending`` rows the oldest are dropped with a
+warning, because a long database outage must not exhaust memory. ``flush(include_open=True)`` on stop
 writes the windows still open too.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ class EvidenceWriter:
     async def flush(self, include_open: bool = False) -> int:
         """Write the closed windows (all with ``include_open``) and mismatches; return the rows written.
 
-        On a database error nothing is lost: the rows stay pending for the next flush.
+        On a database error the rows stay pending for the next flush, up to ``max_pending``.
         """
         async with self._flush_lock:
             self._windows.extend(self.aggregator.drain(include_open=include_open))

@@ -24,9 +24,8 @@ class SideSummary:
 
     ``errors`` counts executions with a failed member and ``error_rate`` is ``errors / count``.
     ``p50_ms`` and ``p95_ms`` are estimated from the summed latency histogram by linear
-    interpolation inside the bucket holding the rank, so they are exact only to a bucket's
-    width (1 ms at the low end, a few hundred ms near 10 s). Rates and percentiles are None
-    when ``count`` is 0.
+    interpolation inside the bucket holding the rank. They are exact only to a bucket's width:
+    1 ms at the low end, 2 s near 10 s. Rates and percentiles are None when ``count`` is 0.
     """
 
     count: int

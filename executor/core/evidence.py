@@ -1,9 +1,10 @@
 """Evidence: stage outcomes counted per short time window, for comparing parallel with sequential.
 
-The executor feeds every pipeline reply to an ``EvidenceAggregator``. For each stage that ran,
-it counts the execution in the window of its tenant, policy, stage and execution mode (``parallel``
-when any group of the stage ran in parallel): one more execution, an error keyed by the type of
-the first failed member, the stage latency in a fixed histogram, and the merge conflicts. Shadow
+The executor feeds every pipeline reply to an ``EvidenceAggregator``. Each stage that ran is
+counted in the window of its tenant, policy, stage and execution mode; the mode is ``parallel``
+when any group of the stage ran in parallel. The window gets one more execution, an error keyed
+by the type of the first failed member, the stage latency in a fixed histogram, and the merge
+conflicts. Shadow
 comparisons are counted in the same windows. Recording is a few dictionary updates, cheap enough
 for the request path; writing the windows out is the adapter's job, through ``drain``.
 """

@@ -3,8 +3,8 @@
 For a sampled request the runtime records every parallel processor group that ended with all
 members ``ok``: its input, its members with their extension specs, and its merged output. Once
 the reply has gone out, ``ShadowComparer`` runs each recorded group's members in declared order
-from that input, each member getting the previous member's output as a sequential run would,
-and compares the final payload and metadata with the parallel merge. Re-running is safe because
+from that input. Each member gets the previous member's output, as in a sequential run, and the
+final payload and metadata are compared with the parallel merge. Re-running is safe because
 a parallel group holds only side-effect-free members; barrier steps run in groups of their own,
 are never recorded, and a member whose spec is not side-effect free is never re-run.
 

@@ -103,7 +103,7 @@ def parallel_pair(first, second, *, extra_steps=(), extra_extensions=()):
                     [policy([step(first), step(second), *extra_steps])])
 
 
-async def test_independent_members_match_and_count_as_comparisons(nc):
+async def test_independent_members_match(nc):
     handlers = {"a": echo_with({"a": 1}), "b": echo_with({"b": 2})}
     async with Rig(nc, parallel_pair("a", "b"), handlers) as rig:
         reply = await rig.ask(request({"text": "x"}, stages=["pre"]))
@@ -117,7 +117,7 @@ async def test_independent_members_match_and_count_as_comparisons(nc):
     assert rig.mismatches == []
 
 
-async def test_member_reading_what_another_writes_is_a_mismatch_with_a_diff(nc):
+async def test_order_dependent_pair_is_mismatch(nc):
     handlers = {"tag": sync_handler(tagger), "greet": sync_handler(greeter)}
     async with Rig(nc, parallel_pair("tag", "greet"), handlers) as rig:
         reply = await rig.ask(request({"text": "x"}, stages=["pre"]))
@@ -126,14 +126,14 @@ async def test_member_reading_what_another_writes_is_a_mismatch_with_a_diff(nc):
     assert reply["payload"]["greeting"] == "?"
     [mismatch] = rig.mismatches
     assert mismatch.members == ("tag", "greet")
-    assert mismatch.stage == "pre" and mismatch.tenant_id == "t1" and mismatch.policy_id == "p1"
+    assert (mismatch.stage, mismatch.tenant_id, mismatch.policy_id) == ("pre", "t1", "p1")
     assert mismatch.diff == [{"path": "payload.greeting", "parallel": '"?"', "sequential": '"hello"'}]
     assert mismatch.truncated is False
     [record] = rig.evidence.drain(include_open=True)
     assert (record.shadow_compared, record.shadow_mismatches) == (1, 1)
 
 
-async def test_barrier_step_is_never_run_again(nc):
+async def test_barrier_step_never_rerun(nc):
     barrier = Counted(echo_with({"sent": True}))
     first, second = Counted(echo_with({"a": 1})), Counted(echo_with({"b": 1}))
     state = parallel_pair("a", "b", extra_steps=[step("notify", depends_on=None)],
@@ -148,7 +148,7 @@ async def test_barrier_step_is_never_run_again(nc):
     assert rig.shadow.compared == 3
 
 
-async def test_reply_goes_out_before_the_shadow_run(nc):
+async def test_reply_precedes_shadow_run(nc):
     # The second call of b is the shadow's; it waits until the test opens the gate.
     held = Counted(echo_with({"b": 1}), open_calls=1)
     async with Rig(nc, parallel_pair("a", "b"), {"a": echo_with({"a": 1}), "b": held}) as rig:
@@ -166,7 +166,7 @@ async def test_reply_goes_out_before_the_shadow_run(nc):
     assert rig.shadow.compared == 1
 
 
-async def test_shadow_is_skipped_when_all_slots_are_busy_and_cancelled_on_stop(nc):
+async def test_saturated_shadow_skips_and_stops(nc):
     held = Counted(echo_with({"b": 1}), open_calls=1)
     async with Rig(nc, parallel_pair("a", "b"), {"a": echo_with({"a": 1}), "b": held}, max_concurrent=1) as rig:
         await rig.ask(request({"text": "x"}, stages=["pre"]))
@@ -178,11 +178,12 @@ async def test_shadow_is_skipped_when_all_slots_are_busy_and_cancelled_on_stop(n
         stop_s = time.perf_counter() - started
 
     assert (skipped, running) == (1, 1)
-    assert rig.shadow.running == 0 and rig.shadow.compared == 0
+    assert rig.shadow.running == 0
+    assert rig.shadow.compared == 0
     assert stop_s < 1.0
 
 
-async def test_sample_rate_zero_records_nothing(nc):
+async def test_zero_sample_rate_compares_nothing(nc):
     first = Counted(echo_with({"a": 1}))
     async with Rig(nc, parallel_pair("a", "b"), {"a": first, "b": echo_with({"b": 1})}, sample_rate=0.0) as rig:
         await rig.ask(request({"text": "x"}, stages=["pre"]))
@@ -192,7 +193,7 @@ async def test_sample_rate_zero_records_nothing(nc):
     assert rig.shadow.compared == 0
 
 
-def test_diff_is_bounded_and_says_when_it_was_cut():
+def test_diff_bounded_and_flagged():
     parallel = {"metadata": {f"k{i}": "x" * 1000 for i in range(50)}}
     sequential = {"metadata": {f"k{i}": "y" * 1000 for i in range(50)}}
 
@@ -203,7 +204,7 @@ def test_diff_is_bounded_and_says_when_it_was_cut():
     assert len(json.dumps(diff)) < MAX_DIFF_CHARS + 1000
 
 
-def test_diff_names_missing_keys_and_list_items():
+def test_diff_names_missing_keys_and_items():
     diff, truncated = bounded_diff({"payload": {"items": [1, 2]}, "metadata": {"a": 1}},
                                    {"payload": {"items": [1, 3]}, "metadata": {}})
 

@@ -36,7 +36,7 @@ def stage(name, latency_ms, *groups):
     return {"stage": name, "latency_ms": latency_ms, "groups": list(groups)}
 
 
-def test_stage_with_a_parallel_group_counts_as_parallel_with_latency_and_conflicts():
+def test_parallel_group_makes_stage_parallel():
     clock = FakeClock(1_003.0)
     aggregator = EvidenceAggregator(window_s=10, clock=clock)
 
@@ -52,7 +52,7 @@ def test_stage_with_a_parallel_group_counts_as_parallel_with_latency_and_conflic
     assert parallel.latency_sum_ms == 12.5
 
 
-def test_failed_member_counts_one_error_by_type_and_skipped_stages_are_not_counted():
+def test_failed_member_and_skipped_stages():
     aggregator = EvidenceAggregator(window_s=10, clock=FakeClock())
 
     aggregator.record_reply(reply(
@@ -67,7 +67,7 @@ def test_failed_member_counts_one_error_by_type_and_skipped_stages_are_not_count
     assert records[0].error_counts == {"timeout": 1}
 
 
-def test_reply_without_execution_is_ignored():
+def test_reply_without_execution_ignored():
     aggregator = EvidenceAggregator(clock=FakeClock())
 
     aggregator.record_reply({"status": "failed", "execution": None})
@@ -75,7 +75,7 @@ def test_reply_without_execution_is_ignored():
     assert len(aggregator) == 0
 
 
-def test_drain_returns_only_closed_windows_unless_open_ones_are_asked_for():
+def test_drain_returns_closed_windows():
     clock = FakeClock(1_005.0)
     aggregator = EvidenceAggregator(window_s=10, clock=clock)
     aggregator.record_reply(reply(stage("pre", 1.0, group("sequential", member("a")))))
@@ -90,7 +90,7 @@ def test_drain_returns_only_closed_windows_unless_open_ones_are_asked_for():
     assert len(aggregator) == 0
 
 
-def test_windows_are_kept_apart_by_tenant_and_policy():
+def test_windows_split_by_tenant_policy():
     aggregator = EvidenceAggregator(clock=FakeClock())
     for tenant, policy in (("acme", "p1"), ("acme", "p2"), ("globex", "p1"), ("acme", "p1")):
         aggregator.record_reply(reply(stage("pre", 1.0, group("sequential", member("a"))), tenant=tenant, policy=policy))
@@ -100,7 +100,7 @@ def test_windows_are_kept_apart_by_tenant_and_policy():
     assert counts == {("acme", "p1"): 2, ("acme", "p2"): 1, ("globex", "p1"): 1}
 
 
-def test_shadow_comparisons_count_on_the_parallel_side():
+def test_shadow_counts_on_parallel_side():
     aggregator = EvidenceAggregator(clock=FakeClock())
 
     aggregator.record_shadow("acme", "p1", "pre", matched=True)
@@ -114,7 +114,7 @@ def test_shadow_comparisons_count_on_the_parallel_side():
 @pytest.mark.parametrize(("latency_ms", "bucket"), [
     (0.0, "1"), (1.0, "1"), (1.01, "2"), (33.0, "40"), (9_999.0, "10000"), (10_000.0, "10000"), (60_000.0, "inf"),
 ])
-def test_latency_lands_in_the_bucket_of_its_upper_bound(latency_ms, bucket):
+def test_latency_bucket_by_upper_bound(latency_ms, bucket):
     aggregator = EvidenceAggregator(clock=FakeClock())
 
     aggregator.record_reply(reply(stage("pre", latency_ms, group("sequential", member("a")))))
@@ -122,7 +122,7 @@ def test_latency_lands_in_the_bucket_of_its_upper_bound(latency_ms, bucket):
     assert aggregator.drain(include_open=True)[0].latency_buckets == {bucket: 1}
 
 
-def test_percentile_interpolates_inside_the_bucket():
+def test_percentile_interpolates_in_bucket():
     # 100 values: 50 in (10, 12] and 50 in (25, 30].
     buckets = {"12": 50, "30": 50}
 
@@ -131,13 +131,14 @@ def test_percentile_interpolates_inside_the_bucket():
     assert percentile_ms(buckets, 0.95) == pytest.approx(29.5)
 
 
-def test_percentile_of_no_data_is_none_and_overflow_reads_as_the_last_bound():
+def test_percentile_empty_and_overflow():
     assert percentile_ms({}, 0.5) is None
     assert percentile_ms({"inf": 3}, 0.95) == 10_000.0
-    assert BUCKET_KEYS[0] == "1" and BUCKET_KEYS[-1] == "inf"
+    assert BUCKET_KEYS[0] == "1"
+    assert BUCKET_KEYS[-1] == "inf"
 
 
-def test_recording_a_reply_takes_microseconds():
+def test_record_reply_takes_microseconds():
     import time
     aggregator = EvidenceAggregator(clock=FakeClock())
     sample = reply(stage("pre", 20.0, group("parallel", member("a"), member("b"), member("c"))),

@@ -28,7 +28,7 @@ def test_evidence_compares_parallel_with_sequential(read_client):
 
     body = read_client.get(EVIDENCE, {"stage": "pre", "window": "15m"}).json()
 
-    assert body["stage"] == "pre" and body["window_seconds"] == 900
+    assert (body["stage"], body["window_seconds"]) == ("pre", 900)
     assert body["parallel"]["count"] == 100
     assert body["parallel"]["error_rate"] == pytest.approx(0.01)
     assert body["parallel"]["p50_ms"] == pytest.approx(17.5)

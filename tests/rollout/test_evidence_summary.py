@@ -24,22 +24,25 @@ def test_no_data_gives_none_never_zero():
     summary = summarize("pre", since=T0)
 
     assert summary.parallel == EMPTY_SIDE
-    assert summary.parallel.error_rate is None and summary.parallel.p95_ms is None
+    assert summary.parallel.error_rate is None
+    assert summary.parallel.p95_ms is None
     assert summary.latency_reduction is None
     assert summary.by_tenant == {}
 
 
-def test_one_side_only_leaves_the_other_side_and_the_reduction_empty():
+def test_one_side_only_leaves_other_empty():
     window("parallel", count=10, buckets={"20": 10})
 
     summary = summarize("pre", since=T0)
 
-    assert summary.parallel.count == 10 and summary.parallel.error_rate == 0.0
-    assert summary.sequential.count == 0 and summary.sequential.p50_ms is None
+    assert summary.parallel.count == 10
+    assert summary.parallel.error_rate == 0.0
+    assert summary.sequential.count == 0
+    assert summary.sequential.p50_ms is None
     assert summary.latency_reduction is None
 
 
-def test_rows_of_several_executors_for_one_window_are_summed():
+def test_several_executors_rows_summed():
     window("parallel", count=50, errors={"timeout": 1}, buckets={"12": 50}, conflicts=1, compared=5)
     window("parallel", count=50, errors={"timeout": 2, "bad_reply": 1}, buckets={"30": 50}, mismatches=1, compared=5)
     window("sequential", count=100, errors={"timeout": 1}, buckets={"60": 100})
@@ -49,13 +52,14 @@ def test_rows_of_several_executors_for_one_window_are_summed():
     parallel = summary.parallel
     assert (parallel.count, parallel.errors, parallel.errors_by_type) == (100, 4, {"bad_reply": 1, "timeout": 3})
     assert parallel.error_rate == pytest.approx(0.04)
-    assert parallel.p50_ms == pytest.approx(12.0) and parallel.p95_ms == pytest.approx(29.5)
+    assert parallel.p50_ms == pytest.approx(12.0)
+    assert parallel.p95_ms == pytest.approx(29.5)
     assert (parallel.conflicts, parallel.shadow_compared, parallel.shadow_mismatches) == (1, 10, 1)
     assert summary.sequential.p50_ms == pytest.approx(55.0)
     assert summary.latency_reduction == pytest.approx(1 - 12.0 / 55.0, abs=1e-4)
 
 
-def test_filters_by_time_stage_tenant_and_policy_and_splits_by_tenant_and_policy():
+def test_filters_and_splits_by_tenant_policy():
     window("parallel", tenant="acme", policy="p1", count=10, buckets={"10": 10})
     window("sequential", tenant="globex", policy="p2", count=20, buckets={"20": 20})
     window("parallel", stage="post", count=99)
@@ -69,7 +73,8 @@ def test_filters_by_time_stage_tenant_and_policy_and_splits_by_tenant_and_policy
     assert (summary.parallel.count, summary.sequential.count) == (10, 20)
     assert set(summary.by_tenant) == {"acme", "globex"}
     acme_parallel, acme_sequential = summary.by_tenant["acme"]
-    assert acme_parallel.count == 10 and acme_sequential == EMPTY_SIDE
+    assert acme_parallel.count == 10
+    assert acme_sequential == EMPTY_SIDE
     assert summary.by_policy["p2"][1].count == 20
     assert (acme_only.parallel.count, acme_only.sequential.count) == (10, 0)
     assert (p2_only.parallel.count, p2_only.sequential.count) == (0, 20)
@@ -85,7 +90,7 @@ def test_summary_reads_in_one_query(django_assert_num_queries):
     assert summary.parallel.count == 3000
 
 
-def test_series_gives_points_per_bucket_tenant_and_mode():
+def test_series_points_per_bucket_and_mode():
     window("parallel", at=T0, count=10, errors={"timeout": 1}, buckets={"10": 10})
     window("parallel", at=T0 + timedelta(seconds=30), count=10, buckets={"10": 10})
     window("sequential", at=T0 + timedelta(seconds=70), tenant="globex", count=5, buckets={"40": 5})

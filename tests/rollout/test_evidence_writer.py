@@ -49,7 +49,7 @@ def count_rows():
     return EvidenceWindow.objects.count(), ShadowMismatch.objects.count()
 
 
-def test_many_requests_become_a_handful_of_rows_in_one_batch():
+def test_many_requests_few_rows():
     aggregator = EvidenceAggregator(window_s=10, clock=FakeClock())
     for index in range(1_000):
         aggregator.record_reply(reply(tenant=("acme", "globex")[index % 2], mode=("parallel", "sequential")[index % 2]))
@@ -75,7 +75,7 @@ def test_many_requests_become_a_handful_of_rows_in_one_batch():
     assert EvidenceWindow.objects.get(tenant_id="acme").count == 500
 
 
-def test_only_closed_windows_are_written_until_stop():
+def test_open_windows_wait_for_stop():
     clock = FakeClock(1_700_000_005.0)
     aggregator = EvidenceAggregator(window_s=10, clock=clock)
     aggregator.record_reply(reply())
@@ -90,7 +90,7 @@ def test_only_closed_windows_are_written_until_stop():
     assert EvidenceWindow.objects.count() == 2
 
 
-def test_database_error_keeps_the_rows_for_the_next_flush():
+def test_database_error_keeps_rows():
     aggregator = EvidenceAggregator(clock=FakeClock())
     aggregator.record_reply(reply())
     failures = [OperationalError("the database is down")]
@@ -111,7 +111,7 @@ def test_database_error_keeps_the_rows_for_the_next_flush():
     assert count_rows() == (1, 1)
 
 
-def test_pending_rows_are_capped_by_dropping_the_oldest():
+def test_pending_cap_drops_oldest():
     clock = FakeClock()
     aggregator = EvidenceAggregator(clock=clock)
 
@@ -133,7 +133,7 @@ def test_pending_rows_are_capped_by_dropping_the_oldest():
 
 
 @pytest.mark.nats
-async def test_executor_writes_evidence_and_shadow_comparisons_on_stop(nats_server, nats_client, demo_registry,
+async def test_executor_writes_evidence_on_stop(nats_server, nats_client, demo_registry,
                                                                       reference_extensions, settings):
     settings.NATS_URL = nats_server.url
     process = ExecutorProcess(nats_server.url, EnvironmentFlagSource(DEMO_FLAGS), max_in_flight=64,

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test bench traffic clean
+.PHONY: install run manage test bench traffic clean
 
 $(INSTALLED): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(INSTALLED)
 
 run: install
 	$(BIN)/python -m beamline_console.launcher
+
+# A management command with the settings `make run` uses, e.g. make manage ARGS="parallel_execution status".
+manage: install
+	$(BIN)/python -m beamline_console.launcher manage $(ARGS)
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -67,9 +67,7 @@ class Launcher:
         if self.environment.get("NATS_URL"):
             return
 
-        log_dir = self.var_dir / "log"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.nats_server = LocalNatsServer(log_file=log_dir / "nats-server.log")
+        self.nats_server = LocalNatsServer(log_file=self._log_file("nats-server"))
         self.nats_server.start()
         self.environment["NATS_URL"] = self.nats_server.url
         print(f"Started a NATS server of its own at {self.nats_server.url}", flush=True)
@@ -96,15 +94,23 @@ class Launcher:
         self._spawn("celery-beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", str(beat_schedule)])
 
         console_url = f"http://127.0.0.1:{console_port}"
-        _wait_until_answering(console_url + "/api/schema/", timeout=30)
+        _wait_until_answering(console_url + "/api/schema/", timeout=30, log_file=self._log_file("console"))
         return console_url
 
     def _spawn(self, name: str, command: list[str]) -> None:
         # A session of its own keeps Ctrl-C in the terminal from reaching the child directly,
-        # so the launcher stops the children in order and waits for each.
-        self.children[name] = subprocess.Popen(
-            command, cwd=BASE_DIR, env=self.environment, start_new_session=True
-        )
+        # so the launcher stops the children in order and waits for each. Each child logs to a
+        # file of its own, because the executor writes a line per group and would bury the banner.
+        with open(self._log_file(name), "ab") as log:
+            self.children[name] = subprocess.Popen(
+                command, cwd=BASE_DIR, env=self.environment, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def _log_file(self, name: str) -> Path:
+        log_dir = self.var_dir / "log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return log_dir / f"{name}.log"
 
     def _wait_for_exit(self) -> int:
         while True:
@@ -112,6 +118,7 @@ class Launcher:
                 code = child.poll()
                 if code is not None:
                     print(f"The {name} process exited with code {code}; stopping everything.", flush=True)
+                    print(f"The end of {self._log_file(name)}:\n{_tail(self._log_file(name))}", flush=True)
                     return code or 1
             time.sleep(0.5)
 
@@ -152,7 +159,10 @@ class Launcher:
             f"  Executor:  NATS subject beamline.executor.v1.execute at {self.environment['NATS_URL']}\n"
             f"  Metrics:   {console_url}/metrics (console), "
             f"http://127.0.0.1:{self.environment.get('EXECUTOR_METRICS_PORT')}/metrics (executor)\n"
+            f"  Authors:   {console_url}/authors/  (accounts in the 'Extension authors' group)\n"
             "  Traffic:   run `make traffic` in another terminal\n"
+            "  Commands:  make manage ARGS=\"parallel_execution status\"  (same settings as this run)\n"
+            f"  Logs:      {self.var_dir / 'log'}/\n"
             "Press Ctrl-C to stop everything.\n",
             flush=True,
         )
@@ -167,7 +177,7 @@ def _free_port_preferring(port: int) -> int:
     return port
 
 
-def _wait_until_answering(url: str, timeout: float) -> None:
+def _wait_until_answering(url: str, timeout: float, log_file: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -177,7 +187,7 @@ def _wait_until_answering(url: str, timeout: float) -> None:
             return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"The console did not respond at {url} within {timeout:.0f} s; see its log lines above.")
+    raise RuntimeError(f"The console did not respond at {url} within {timeout:.0f} s; see {log_file}.")
 
 
 def _stop_on_sigterm(signal_number: int, frame: object) -> None:
@@ -185,15 +195,37 @@ def _stop_on_sigterm(signal_number: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
-    # A shell that starts the launcher in the background may have set SIGINT to be ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"(could not read it: {error})"
+
+
+def run_manage_command(arguments: list[str], environment: dict[str, str], var_dir: Path) -> int:
+    """Run ``manage.py`` with the settings of ``make run``, reaching its NATS server when it runs.
+
+    Commands that change flags or the registry then send their change notice to the running
+    executor, and read the same environment flags as the running console.
+    """
+    run_file = var_dir / "run.json"
+    if "NATS_URL" not in environment and run_file.exists():
+        environment["NATS_URL"] = json.loads(run_file.read_text())["nats_url"]
+    return subprocess.run([*MANAGE, *arguments], cwd=BASE_DIR, env=environment).returncode
+
+
+def main(arguments: list[str]) -> int:
     environment = {**DEMO_ENVIRONMENT, **os.environ}
     var_dir = Path(environment.get("BEAMLINE_VAR_DIR", BASE_DIR / "var"))
     var_dir.mkdir(parents=True, exist_ok=True)
+    if arguments[:1] == ["manage"]:
+        return run_manage_command(arguments[1:], environment, var_dir)
+
+    # A shell that starts the launcher in the background may have set SIGINT to be ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     return Launcher(var_dir=var_dir, environment=environment).run()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

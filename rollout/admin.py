@@ -200,3 +200,6 @@ def _form_value(flag: FlagDefinition, value: Any) -> Any:
     if isinstance(value, tuple):
         return ", ".join(value)
     return value
+
+
+from rollout import rollout_admin  # noqa: E402,F401 - registers the rollout and event admins

@@ -77,7 +77,7 @@ class ExecutorProcess:
         self.evidence = EvidenceAggregator()
         self.evidence_writer = EvidenceWriter(
             self.evidence,
-            self.snapshots._in_database_thread,
+            self.snapshots.run_in_database_thread,
             flush_interval_s=settings.EXECUTOR_EVIDENCE_FLUSH_SECONDS if evidence_flush_s is None else evidence_flush_s,
         )
         self.shadow_sample_rate = (

@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from django.db import close_old_connections, connections
 from nats.aio.msg import Msg
@@ -17,6 +18,8 @@ from nats.aio.msg import Msg
 from executor.core.model import Snapshot
 
 logger = logging.getLogger("executor.snapshot")
+
+T = TypeVar("T")
 
 
 class DatabaseSnapshotProvider:
@@ -48,7 +51,7 @@ class DatabaseSnapshotProvider:
         """Load a new snapshot now; on failure keep the current one and log why."""
         async with self._reload_lock:
             try:
-                snapshot = await self._in_database_thread(self._load)
+                snapshot = await self.run_in_database_thread(self._load)
             except Exception as error:  # noqa: BLE001 - the executor must go on with what it has
                 logger.warning(
                     "Reloading the snapshot (%s) failed; keeping revision %s: %s",
@@ -65,7 +68,7 @@ class DatabaseSnapshotProvider:
     async def reload_if_revision_moved(self, reason: str) -> None:
         """Reload when the database's revision differs from the snapshot's."""
         try:
-            revision = await self._in_database_thread(self._read_revision)
+            revision = await self.run_in_database_thread(self._read_revision)
         except Exception as error:  # noqa: BLE001 - polling tries again on its next round
             logger.warning("Reading the registry revision failed: %s", error)
             return
@@ -95,12 +98,13 @@ class DatabaseSnapshotProvider:
         self._database_thread.submit(connections.close_all)
         self._database_thread.shutdown(wait=True, cancel_futures=False)
 
-    async def _in_database_thread(self, function: Callable[[], object]):  # type: ignore[no-untyped-def]
+    async def run_in_database_thread(self, function: Callable[[], T]) -> T:
+        """Run ``function`` on the provider's database thread, so the ORM keeps one connection."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._database_thread, _with_fresh_connection, function)
 
 
-def _with_fresh_connection(function: Callable[[], object]) -> object:
+def _with_fresh_connection(function: Callable[[], T]) -> T:
     # A connection the database has dropped while the executor idled is replaced rather
     # than failing every load after it.
     close_old_connections()

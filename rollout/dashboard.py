@@ -109,12 +109,21 @@ def line_chart(points: Sequence[SeriesPoint], fields: Sequence[str], since: date
     parts.append(f'<text x="{LEFT}" y="{HEIGHT - 8}" font-size="10">{since:%H:%M:%S}</text>')
     parts.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 8}" font-size="10" text-anchor="end">{until:%H:%M:%S} UTC</text>')
 
+    last_label_at = -1000.0
     for marker in markers:
         colour = "#d62728" if marker.kind == "rollback" else "#999"
         position = x(marker.at)
         parts.append(f'<line class="marker-{marker.kind}" x1="{position:.1f}" x2="{position:.1f}" y1="{TOP}" '
                      f'y2="{HEIGHT - BOTTOM}" stroke="{colour}" stroke-width="{2 if marker.kind == "rollback" else 1}"/>')
-        parts.append(f'<text x="{position + 3:.1f}" y="{TOP + 10}" font-size="10" fill="{colour}">'
+        # Rollback labels get their own row. Phase labels closer than 40 px would print over
+        # each other, so only the first is labelled; the line alone still marks the moment.
+        if marker.kind == "rollback":
+            label_y = TOP + 22
+        elif position - last_label_at >= 40:
+            label_y, last_label_at = TOP + 10, position
+        else:
+            continue
+        parts.append(f'<text x="{position + 3:.1f}" y="{label_y}" font-size="10" fill="{colour}">'
                      f'{escape(marker.label)}</text>')
 
     for mode in ("sequential", "parallel"):

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import nats
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.db import connections
 
 from executor.core.service import EXECUTE_SUBJECT
@@ -23,10 +24,11 @@ from executor.process import ExecutorProcess
 from rollout import rollouts
 from rollout.models import FlagChange, RolloutEvent
 from rollout.services import Actor
-from tests.authors.conftest import OPS_STAFF_GROUP, make_user
-from tests.authors.test_browser import browser, screenshots, shoot, sign_in_to_admin  # noqa: F401 - fixtures
+from tests.authors.test_browser import PASSWORD, browser, screenshots, shoot, sign_in_to_admin  # noqa: F401 - fixtures
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+# No serialized rollback: earlier transactional tests may have flushed the groups the data
+# migrations create, so the test makes the ops user itself.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 OPS = Actor("olga", FlagChange.Through.ADMIN)
 CANARY, BASELINE = "tenant-parallel", "tenant-sequential"
@@ -91,7 +93,7 @@ async def _wait_for_revision(process, revision, timeout_s=10.0):
 def test_dashboard_shows_charts_of_traffic_run(browser, live_server, screenshots, nats_server, demo_registry,  # noqa: F811
                                                monkeypatch):
     monkeypatch.setattr(rollouts, "_schedule_verification", lambda event_id: None)
-    make_user("olga", OPS_STAFF_GROUP, is_staff=True)
+    make_ops_user("olga")
     rollout = rollouts.start_rollout("pre", internal_tenants=["tenant-internal"], canary_tenants=[CANARY],
                                      canary_steps=[1], actor=OPS)
     for reason in ("Tests passed on the release candidate.", "Internal tenant ran clean for a week."):
@@ -119,6 +121,13 @@ def test_dashboard_shows_charts_of_traffic_run(browser, live_server, screenshots
     assert page.locator("line.marker-rollback").count() >= 2
     assert CANARY in page.locator("#rollbacks").inner_text()
     shoot(page, screenshots, "rollout-dashboard")
+
+
+def make_ops_user(username):
+    user = User.objects.create_user(username, password=PASSWORD, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="rollout",
+                                                         codename__in=["view_rollout", "view_rolloutevent"]))
+    return user
 
 
 def _run_in_thread(nats_url, rollout, revision, errors):

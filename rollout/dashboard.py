@@ -2,7 +2,7 @@
 
 The charts are drawn on the server, so the page needs no script and nothing from the internet.
 Each tenant gets a latency chart (p50 and p95, parallel against sequential) and an error-rate
-chart; the phase starts are grey lines and the rollbacks red ones, labelled with their trigger.
+chart. Phase starts are grey lines, and rollbacks are red lines labelled with their trigger.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def dashboard_context(rollout: Rollout, *, now: datetime | None = None) -> dict[
     by_tenant: dict[str, list[SeriesPoint]] = {}
     for point in points:
         by_tenant.setdefault(point.tenant_id, []).append(point)
-    shown = [tenant for tenant in tenants if tenant in by_tenant] + sorted(set(by_tenant) - set(tenants))
+    tenants_shown = [tenant for tenant in tenants if tenant in by_tenant] + sorted(set(by_tenant) - set(tenants))
 
     charts = [
         TenantCharts(
@@ -69,7 +69,7 @@ def dashboard_context(rollout: Rollout, *, now: datetime | None = None) -> dict[
             parallel_count=sum(p.count for p in by_tenant[tenant] if p.execution_mode == "parallel"),
             sequential_count=sum(p.count for p in by_tenant[tenant] if p.execution_mode == "sequential"),
         )
-        for tenant in shown
+        for tenant in tenants_shown
     ]
     return {
         "rollout": rollout,
@@ -159,7 +159,7 @@ def _rollout_tenants(rollout: Rollout) -> list[str]:
 
 
 def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2 or 5 times a power of ten at or above ``value`` (1 for nothing)."""
+    """Return the smallest of 1, 2 or 5 times a power of ten at or above ``value``, or 1 when it is not positive."""
     if value <= 0:
         return 1.0
     magnitude = 10 ** len(str(int(value))) / 10 if value >= 1 else 0.01

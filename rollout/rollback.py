@@ -37,7 +37,7 @@ AUTOMATIC_ROLLBACK_ACTOR = Actor("automatic rollback", FlagChange.Through.AUTOMA
 
 @dataclass(frozen=True)
 class Decision:
-    """What the evaluation decided: the scope to roll back (None: nothing) and the trigger that fired."""
+    """The evaluation's outcome: the scope to roll back (None for no rollback) and the trigger that fired."""
 
     scope: str | None
     scope_id: str
@@ -104,7 +104,7 @@ def evaluate_open_rollouts(*, now: datetime | None = None) -> list[RolloutEvent]
 
 
 def evaluation_start(rollout: Rollout, now: datetime) -> datetime:
-    """The start of the evidence an evaluation reads: see the module's docstring."""
+    """Return the start of the evidence an evaluation reads, as the module's docstring explains."""
     starts = [now - timedelta(seconds=settings.ROLLOUT_EVALUATION_WINDOW_S)]
     phase = rollout.phases.filter(number=rollout.current_phase).first()
     if phase is not None and phase.started_at is not None:
@@ -183,7 +183,7 @@ def _verification(summary: EvidenceSummary, baseline: dict[str, Any]) -> tuple[s
 
 
 def _already_off(decision: Decision) -> bool:
-    """True when the tenant or policy to roll back is already disabled by an override."""
+    """Return True when the tenant or policy to roll back is already disabled by an override."""
     if decision.scope == RolloutEvent.Scope.TENANT:
         return TenantOverride.objects.filter(tenant_id=decision.scope_id, enabled=False).exists()
     if decision.scope == RolloutEvent.Scope.POLICY:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import nats
 import pytest
+from nats.errors import NoRespondersError
 from django.contrib.auth.models import Permission, User
 from django.db import connections
 
@@ -76,8 +77,15 @@ async def _execute(client, tenant_id, policy_id, number):
         "message_id": f"m-{number}", "message_type": "text",
         "payload": {"text": f"Bonjour à tous, message {number} #lancement"}, "metadata": {},
     }}
-    reply = await client.request(EXECUTE_SUBJECT, json.dumps(request).encode(), timeout=5)
-    return json.loads(reply.data)
+    # The executor's subscription is not flushed to the server when start-up returns, so the
+    # first requests may find no responder yet: retry those briefly.
+    for _attempt in range(40):
+        try:
+            reply = await client.request(EXECUTE_SUBJECT, json.dumps(request).encode(), timeout=5)
+            return json.loads(reply.data)
+        except NoRespondersError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"No executor answered on {EXECUTE_SUBJECT} within 2 s.")
 
 
 async def _wait_for_revision(process, revision, timeout_s=10.0):

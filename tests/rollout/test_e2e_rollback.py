@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.errors import NoRespondersError
 from asgiref.sync import sync_to_async
 from django.db import connection
 from django.utils import timezone
@@ -175,8 +176,15 @@ async def execute(client, tenant_id, policy_id, number):
         "message_id": f"m-{number}", "message_type": "text",
         "payload": {"text": f"Bonjour à tous, message {number}, écrivez à ops@example.com #lancement"}, "metadata": {},
     }}
-    reply = await client.request(EXECUTE_SUBJECT, json.dumps(request).encode(), timeout=5)
-    return json.loads(reply.data)
+    # The executor's subscription is not flushed to the server when start-up returns, so the
+    # first requests may find no responder yet: retry those briefly.
+    for _attempt in range(40):
+        try:
+            reply = await client.request(EXECUTE_SUBJECT, json.dumps(request).encode(), timeout=5)
+            return json.loads(reply.data)
+        except NoRespondersError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"No executor answered on {EXECUTE_SUBJECT} within 2 s.")
 
 
 async def wait_for_revision(process, revision, timeout_s=10.0):

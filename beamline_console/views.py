@@ -15,6 +15,9 @@ API_ENDPOINTS = {
     "executions": "/api/v1/executions",
     "parallel_execution": "/api/v1/parallel-execution",
     "parallel_execution_history": "/api/v1/parallel-execution/history",
+    "rollouts": "/api/v1/rollouts",
+    "rollout_evidence": "/api/v1/rollouts/{id}/evidence?window=15m",
+    "evidence": "/api/v1/evidence?stage=pre&window=15m",
     "schema": "/api/schema/",
     "docs": "/api/schema/docs/",
 }

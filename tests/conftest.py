@@ -25,6 +25,25 @@ DEMO_FLAGS = {
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Close stray connections to the test database before pytest-django drops it.
+
+    Threads of the live server and of executors started by tests may still hold a connection
+    at the end of the run, and PostgreSQL refuses to drop a database that is in use.
+    """
+    yield
+    with django_db_blocker.unblock():
+        connections.close_all()
+        with connections["default"].cursor() as cursor:
+            if connections["default"].vendor == "postgresql":
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        connections.close_all()
+
+
+@pytest.fixture(scope="session")
 def nats_server() -> Iterator[LocalNatsServer]:
     """A real NATS server on a free port of 127.0.0.1, started once for the test session."""
     with LocalNatsServer() as server:

@@ -1,4 +1,7 @@
 """Fixtures shared by every test package."""
+import asyncio
+import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -9,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.db import connections
 
+from executor.core.service import EXECUTE_SUBJECT
 from executor.extensions.registry import select_extensions
 from executor.extensions.service import serve_reference_extensions, stop_servers
 from executor.nats_server import LocalNatsServer
@@ -86,3 +90,25 @@ async def close_sync_thread_connections():
     """
     yield
     await sync_to_async(connections.close_all)()
+
+
+def demo_message(number: int = 1, text: str = "Bonjour à tous, écrivez à ops@example.com #lancement") -> dict:
+    """A message in the shape the reference extensions read, with its text under ``payload``."""
+    return {"message_id": f"m-{number}", "message_type": "text", "payload": {"text": text}, "metadata": {}}
+
+
+async def execute_over_nats(nats_client, request: dict) -> dict:
+    """Send ``request`` to the executor service and return its decoded reply."""
+    reply = await nats_client.request(EXECUTE_SUBJECT, json.dumps(request).encode(), timeout=5)
+    return json.loads(reply.data)
+
+
+async def wait_for_revision(process, revision: int, timeout_s: float) -> bool:
+    """Wait until ``process``'s snapshot has ``revision`` or a later one; False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        snapshot = process.snapshots.current()
+        if snapshot is not None and snapshot.revision >= revision:
+            return True
+        await asyncio.sleep(0.01)
+    return False

@@ -54,6 +54,9 @@ class ExtensionServer:
         if self._subscription is not None:
             raise RuntimeError(f"The extension service on {self.subject!r} is already started.")
         self._subscription = await self._nc.subscribe(self.subject, queue=self.queue, cb=self._on_message)
+        # The server must have the subscription before start() returns, or a caller that
+        # starts right after finds no responder.
+        await self._nc.flush()
         logger.info("Extension service started on %s (queue %s)", self.subject, self.queue)
 
     async def stop(self, grace_s: float = 1.0) -> None:

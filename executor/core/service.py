@@ -136,6 +136,9 @@ class ExecutorService:
         if self._subscription is not None:
             raise RuntimeError(f"The executor service on {self.subject!r} is already running.")
         self._subscription = await self._nc.subscribe(self.subject, queue=self.queue, cb=self._on_message)
+        # Until the server has the subscription, a request finds no responder; flushing makes
+        # the service reachable as soon as start() returns.
+        await self._nc.flush()
         logger.info("Executor service started on %s (queue %s, max concurrency %s)",
                     self.subject, self.queue, self.max_concurrency)
 

@@ -3,7 +3,6 @@
 These tests use the real database, a real NATS server and the reference extensions.
 """
 import asyncio
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +14,6 @@ from rest_framework.test import APIClient
 from bench.traffic import load_messages
 from executor.core.flags import EnvironmentFlagSource, ParallelFlags
 from executor.core.runtime import PipelineRunner
-from executor.core.service import EXECUTE_SUBJECT
 from executor.core.transport import NatsTransport
 from executor.process import ExecutorProcess
 from executor.snapshot_loader import load_snapshot
@@ -23,16 +21,12 @@ from executor.snapshot_provider import DatabaseSnapshotProvider
 from registry import services
 from registry.models import Extension, RoutingPolicy
 from registry.revision import current_revision
-from tests.conftest import DEMO_FLAGS
+from tests.conftest import DEMO_FLAGS, demo_message, execute_over_nats, wait_for_revision
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_sync_thread_connections")]
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = ROOT / "bench" / "messages" / "messages.jsonl"
-
-
-def demo_message(text="Bonjour à tous, écrivez à ops@example.com #lancement"):
-    return {"message_id": "m-1", "message_type": "text", "payload": {"text": text}, "metadata": {}}
 
 
 def execution_request(tenant_id="tenant-parallel", policy_id="policy-parallel-demo", **extra):
@@ -47,21 +41,6 @@ async def executor_process(nats_server, demo_registry, reference_extensions, set
     )
     async with process:
         yield process
-
-
-async def execute_over_nats(nats_client, request):
-    reply = await nats_client.request(EXECUTE_SUBJECT, json.dumps(request).encode(), timeout=5)
-    return json.loads(reply.data)
-
-
-async def wait_for_revision(process, revision, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        snapshot = process.snapshots.current()
-        if snapshot is not None and snapshot.revision >= revision:
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 def write_token():
@@ -98,7 +77,7 @@ async def test_tenant_outside_allowlist_runs_sequentially(executor_process, nats
 
 async def test_validator_rejects_card_number(executor_process, nats_client):
     request = execution_request()
-    request["payload"] = demo_message("Pay with 4111 1111 1111 1111 please")
+    request["payload"] = demo_message(text="Pay with 4111 1111 1111 1111 please")
 
     reply = await execute_over_nats(nats_client, request)
 

@@ -6,18 +6,15 @@ halfway through ops staff roll the canary back by hand. The screenshot is saved 
 ``rollout-dashboard.png`` next to the author pages' screenshots.
 """
 import asyncio
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import nats
 import pytest
-from nats.errors import NoRespondersError
 from django.contrib.auth.models import Permission, User
 from django.db import connections
 
-from executor.core.service import EXECUTE_SUBJECT
 from executor.extensions.registry import select_extensions
 from executor.extensions.service import serve_reference_extensions, stop_servers
 from executor.flag_source import DatabaseFlagSource
@@ -26,6 +23,7 @@ from rollout import rollouts
 from rollout.models import FlagChange, RolloutEvent
 from rollout.services import Actor
 from tests.authors.test_browser import PASSWORD, browser, screenshots, shoot, sign_in_to_admin  # noqa: F401 - fixtures
+from tests.conftest import demo_message, execute_over_nats, wait_for_revision
 
 # No serialized rollback: earlier transactional tests may have flushed the groups the data
 # migrations create, so the test makes the ops user itself.
@@ -47,7 +45,7 @@ async def run_traffic(nats_url, rollout, revision):
     process.evidence.window_s = 1
     try:
         async with process:
-            await _wait_for_revision(process, revision)
+            assert await wait_for_revision(process, revision, timeout_s=10.0)
             started = time.monotonic()
             rolled_back = False
             number = 0
@@ -72,30 +70,9 @@ def _roll_back_canary(rollout):
         connections.close_all()
 
 
-async def _execute(client, tenant_id, policy_id, number):
-    request = {"tenant_id": tenant_id, "policy_id": policy_id, "payload": {
-        "message_id": f"m-{number}", "message_type": "text",
-        "payload": {"text": f"Bonjour à tous, message {number} #lancement"}, "metadata": {},
-    }}
-    # The executor's subscription is not flushed to the server when start-up returns, so the
-    # first requests may find no responder yet: retry those briefly.
-    for _attempt in range(40):
-        try:
-            reply = await client.request(EXECUTE_SUBJECT, json.dumps(request).encode(), timeout=5)
-            return json.loads(reply.data)
-        except NoRespondersError:
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"No executor answered on {EXECUTE_SUBJECT} within 2 s.")
-
-
-async def _wait_for_revision(process, revision, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        snapshot = process.snapshots.current()
-        if snapshot is not None and snapshot.revision >= revision:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"The executor did not load revision {revision} within {timeout_s} s.")
+async def _execute(nats_client, tenant_id, policy_id, number):
+    request = {"tenant_id": tenant_id, "policy_id": policy_id, "payload": demo_message(number)}
+    return await execute_over_nats(nats_client, request)
 
 
 def test_dashboard_shows_charts_of_traffic_run(browser, live_server, screenshots, nats_server, demo_registry,  # noqa: F811

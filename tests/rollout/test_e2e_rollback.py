@@ -8,7 +8,6 @@ because the test sends one request at a time and shadow runs are off.
 """
 import asyncio
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -19,12 +18,10 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.errors import NoRespondersError
 from asgiref.sync import sync_to_async
 from django.db import connection
 from django.utils import timezone
 
-from executor.core.service import EXECUTE_SUBJECT
 from executor.extensions.registry import select_extensions
 from executor.extensions.service import serve_reference_extensions, stop_servers
 from executor.flag_source import DatabaseFlagSource
@@ -32,6 +29,7 @@ from executor.process import ExecutorProcess
 from rollout import rollouts
 from rollout.models import EvidenceWindow, FlagChange, Rollout, RolloutEvent
 from rollout.services import Actor
+from tests.conftest import demo_message, execute_over_nats, wait_for_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 13
@@ -171,30 +169,9 @@ def celery(tmp_path, nats_server):
         print("\n".join((tmp_path / f"{name}.log").read_text().splitlines()[-15:]))
 
 
-async def execute(client, tenant_id, policy_id, number):
-    request = {"tenant_id": tenant_id, "policy_id": policy_id, "payload": {
-        "message_id": f"m-{number}", "message_type": "text",
-        "payload": {"text": f"Bonjour à tous, message {number}, écrivez à ops@example.com #lancement"}, "metadata": {},
-    }}
-    # The executor's subscription is not flushed to the server when start-up returns, so the
-    # first requests may find no responder yet: retry those briefly.
-    for _attempt in range(40):
-        try:
-            reply = await client.request(EXECUTE_SUBJECT, json.dumps(request).encode(), timeout=5)
-            return json.loads(reply.data)
-        except NoRespondersError:
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"No executor answered on {EXECUTE_SUBJECT} within 2 s.")
-
-
-async def wait_for_revision(process, revision, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        snapshot = process.snapshots.current()
-        if snapshot is not None and snapshot.revision >= revision:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"The executor did not load revision {revision} within {timeout_s} s.")
+async def execute(nats_client, tenant_id, policy_id, number):
+    request = {"tenant_id": tenant_id, "policy_id": policy_id, "payload": demo_message(number)}
+    return await execute_over_nats(nats_client, request)
 
 
 def canary_rollout():
@@ -212,7 +189,7 @@ def first_rollback(rollout_id):
 async def test_canary_failure_rolls_back_and_verifies(executor, celery, nats_client, settings):
     rollout, revision = await sync_to_async(canary_rollout)()
     assert rollout.current_phase == 3
-    await wait_for_revision(executor, revision)
+    assert await wait_for_revision(executor, revision, timeout_s=10.0)
 
     # Traffic, one request at a time, until the rollback appears (bounded).
     event = None
@@ -247,7 +224,7 @@ async def test_canary_failure_rolls_back_and_verifies(executor, celery, nats_cli
     assert (event.created_at - enough_at).total_seconds() <= EVALUATION_INTERVAL_S + 1.5
 
     # Executions are sequential again for the canary, and succeed.
-    await wait_for_revision(executor, change.revision)
+    assert await wait_for_revision(executor, change.revision, timeout_s=10.0)
     reply = await execute(nats_client, CANARY, CANARY_POLICY, number + 1)
     assert reply["execution"]["mode"] == "sequential"
     assert reply["status"] == "ok"

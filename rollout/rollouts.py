@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
@@ -188,7 +189,8 @@ def rollback(rollout: Rollout, *, scope: str, scope_id: str = "", actor: Actor, 
     ``scope`` ``all`` turns the master switch off and ends the rollout; ``tenant`` and ``policy``
     set an override to off for ``scope_id`` and leave the rollout open. ``trigger`` is the
     trigger that fired, for an automatic rollback; ``baseline_side`` the sequential figures at
-    that moment, which the verification compares against. The verification is then scheduled.
+    that moment, which the verification compares against. A rollback by hand gives none, so the
+    sequential figures of the last evaluation window are recorded. The verification is then scheduled.
     """
     _raise_if_invalid(_rollback_errors(scope, scope_id) + _reason_errors("reason", reason, required=True))
     rollout = _lock(rollout.pk, wait=True)
@@ -206,6 +208,8 @@ def rollback(rollout: Rollout, *, scope: str, scope_id: str = "", actor: Actor, 
         entry = services.set_policy_override(scope_id, False, actor=actor, reason=flag_reason)
         entries = [entry] if entry else []
 
+    if baseline_side is None:
+        baseline_side = _recent_sequential_figures(rollout)
     event = _record(
         rollout, RolloutEvent.Kind.ROLLBACK, actor, reason=reason, scope=scope, scope_id=scope_id,
         trigger=trigger.trigger if trigger else "", value=trigger.value if trigger else None,
@@ -214,7 +218,7 @@ def rollback(rollout: Rollout, *, scope: str, scope_id: str = "", actor: Actor, 
         details={
             "flag_revisions": [entry.revision for entry in entries],
             "trigger_message": trigger.message if trigger else "",
-            "baseline_side": baseline_side or {},
+            "baseline_side": baseline_side,
         },
     )
     logger.warning("Rollout %s rolled back (%s %s) by %s through %s: %s",
@@ -286,8 +290,6 @@ def _record(rollout: Rollout, kind: str, actor: Actor, *, phase: int | None = No
 
 
 def _schedule_verification(event_id: int) -> None:
-    from django.conf import settings
-
     from rollout.tasks import verify_rollback
 
     try:
@@ -352,3 +354,8 @@ def _reason_errors(field: str, reason: Any, *, required: bool) -> list[FieldErro
 def _raise_if_invalid(errors: list[FieldError]) -> None:
     if errors:
         raise InvalidDocument("invalid_rollout", "The rollout request is invalid.", errors)
+
+
+def _recent_sequential_figures(rollout: Rollout) -> dict[str, Any]:
+    since = timezone.now() - timedelta(seconds=settings.ROLLOUT_EVALUATION_WINDOW_S)
+    return summarize(rollout.stage, since=since).sequential.as_dict()

@@ -203,6 +203,17 @@ def test_manual_rollback_of_one_tenant(no_verification_task):
     assert TenantOverride.objects.get(tenant_id=CANARIES[0]).enabled is False
 
 
+def test_manual_rollback_verifies_against_recent_baseline(no_verification_task):
+    rollout = canary_rollout()
+    seed_window("tenant-baseline", "sequential", 200, latency_ms=60, start=timezone.now() - timedelta(seconds=2))
+
+    event = rollouts.rollback(rollout, scope="tenant", scope_id=CANARIES[0], actor=OPS_ACTOR, reason="Complaint.")
+    seed_window(CANARIES[0], "sequential", 150, latency_ms=60, start=event.created_at + timedelta(seconds=1))
+
+    assert event.details["baseline_side"]["count"] == 200
+    assert rollback.verify_rollback(event.pk, final=False, now=later(event)) == "passed"
+
+
 def test_rollback_of_closed_rollout_is_conflict(no_verification_task):
     rollout = canary_rollout()
     rollouts.rollback(rollout, scope="all", actor=OPS_ACTOR, reason="First.")

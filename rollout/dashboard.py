@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Min
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from rollout.evidence import SeriesPoint, evidence_series
-from rollout.models import Rollout, RolloutEvent
+from rollout.models import EvidenceWindow, Rollout, RolloutEvent
 
 WIDTH, HEIGHT = 640, 200
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 14, 28
@@ -52,7 +53,8 @@ def dashboard_context(rollout: Rollout, *, now: datetime | None = None) -> dict[
     """Return the template context of ``rollout``'s dashboard, from its start to ``now``."""
     now = now or timezone.now()
     since = rollout.created_at
-    bucket_s = max(1, int((now - since).total_seconds() // MAX_POINTS) + 1)
+    # A bucket shorter than the executors' evidence windows would draw gaps between them.
+    bucket_s = max(_shortest_window_s(rollout.stage, since), int((now - since).total_seconds() // MAX_POINTS) + 1)
     tenants = _rollout_tenants(rollout)
     points = evidence_series(rollout.stage, since=since, until=now, bucket_s=bucket_s, tenant_ids=None)
     markers = _markers(rollout)
@@ -169,3 +171,10 @@ def _nice_ceiling(value: float) -> float:
         if magnitude * step >= value:
             return magnitude * step
     return magnitude * 10
+
+
+def _shortest_window_s(stage: str, since: datetime) -> int:
+    shortest = EvidenceWindow.objects.filter(stage=stage, window_start__gte=since).aggregate(
+        shortest=Min("window_seconds")
+    )["shortest"]
+    return shortest or 1

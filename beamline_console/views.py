@@ -1,6 +1,6 @@
 """Project-wide pages: the home page and the API's index."""
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -37,3 +37,9 @@ class ApiIndexView(APIView):
     @extend_schema(responses={200: dict}, summary="List the API's endpoints")
     def get(self, request: Request) -> Response:
         return Response({"endpoints": API_ENDPOINTS, "authentication": "Authorization: Bearer <API token>"})
+
+
+def api_not_found(request: HttpRequest, path: str) -> JsonResponse:
+    """Return a 404 in the API's error shape, not an HTML page, for an unknown path under /api/v1/."""
+    message = f"There is no API endpoint at /api/v1/{path}; GET /api/v1/ lists the endpoints."
+    return JsonResponse({"error": {"code": "not_found", "message": message}}, status=404)

@@ -19,3 +19,10 @@ def test_api_index_lists_endpoints_without_credentials(client):
     endpoints = response.json()["endpoints"]
     assert endpoints["executions"] == "/api/v1/executions"
     assert endpoints["policies"] == "/api/v1/policies"
+
+
+def test_unknown_api_path_is_json_404(client):
+    response = client.get("/api/v1/no-such-endpoint")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds",
         type=_positive_int,
         help="number of rounds; a round sends every message once per demo tenant "
-        f"(default: as many rounds as fit in --duration)",
+        "(default: as many rounds as fit in --duration)",
     )
     parser.add_argument(
         "--duration",

@@ -185,12 +185,12 @@ def _decode_reply(data: bytes) -> dict[str, Any]:
     if not isinstance(reply, dict):
         raise BadReply(f"The reply must be a JSON object, got {type(reply).__name__}.")
 
-    error = reply.get("error")
-    if error is None:
+    reply_error = reply.get("error")
+    if reply_error is None:
         return reply
-    if not isinstance(error, Mapping):
-        raise BadReply(f"The reply's error must be a JSON object, got {type(error).__name__}.")
-    raise ExtensionReplyError(_optional_text(error.get("code")), _optional_text(error.get("message")))
+    if not isinstance(reply_error, Mapping):
+        raise BadReply(f"The reply's error must be a JSON object, got {type(reply_error).__name__}.")
+    raise ExtensionReplyError(_optional_text(reply_error.get("code")), _optional_text(reply_error.get("message")))
 
 
 def _validator_outcome(reply: dict[str, Any], outcome: MemberOutcome) -> MemberOutcome:

@@ -6,7 +6,6 @@ short evaluation interval. The fault: ``extract_metadata`` fails whenever anothe
 call is in flight at the same moment, which happens only when its group runs in parallel,
 because the test sends one request at a time and shadow runs are off.
 """
-import asyncio
 import dataclasses
 import os
 import subprocess

@@ -42,13 +42,21 @@ LATENCY_REDUCTION = "latency_reduction"
 class Side(Protocol):
     """The figures of one execution mode that the triggers read (``rollout.evidence.SideSummary``)."""
 
-    count: int
-    errors: int
-    p50_ms: float | None
-    p95_ms: float | None
-    conflicts: int
-    shadow_compared: int
-    shadow_mismatches: int
+    # Read-only properties, so that frozen dataclasses such as SideSummary satisfy the protocol.
+    @property
+    def count(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def p50_ms(self) -> float | None: ...
+    @property
+    def p95_ms(self) -> float | None: ...
+    @property
+    def conflicts(self) -> int: ...
+    @property
+    def shadow_compared(self) -> int: ...
+    @property
+    def shadow_mismatches(self) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import logging
 import nats
 from django.conf import settings
 from nats.aio.client import Client
+from prometheus_client import REGISTRY
 
 from executor.core.evidence import EvidenceAggregator
 from executor.core.flags import FlagSource
@@ -32,6 +33,7 @@ from executor.snapshot_loader import load_snapshot
 from executor.snapshot_provider import DatabaseSnapshotProvider
 from executor.telemetry.observer import TelemetryObserver
 from executor.telemetry.server import MetricsServer, start_metrics_server
+from executor.telemetry.shadow_metrics import ShadowComparisonCollector, register_shadow_metrics
 from executor.telemetry.tracing import configure_tracing
 from registry.notices import CHANGE_NOTICE_SUBJECT
 from registry.revision import current_revision
@@ -84,6 +86,7 @@ class ExecutorProcess:
             settings.EXECUTOR_SHADOW_SAMPLE_RATE if shadow_sample_rate is None else shadow_sample_rate
         )
         self.shadow: ShadowComparer | None = None
+        self._shadow_collector: ShadowComparisonCollector | None = None
         self._nc: Client | None = None
         self._service: ExecutorService | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -118,6 +121,7 @@ class ExecutorProcess:
         if self.shadow_sample_rate > 0:
             self.shadow = ShadowComparer(transport, sample_rate=self.shadow_sample_rate, evidence=self.evidence,
                                          on_mismatch=self.evidence_writer.add_mismatch)
+            self._shadow_collector = register_shadow_metrics(self.shadow)
         self._flusher = asyncio.create_task(self.evidence_writer.run_forever(), name="evidence-flush")
         self._service = ExecutorService(self._nc, runner, self.snapshots, max_concurrency=self.max_in_flight,
                                         evidence=self.evidence, shadow=self.shadow)
@@ -130,6 +134,9 @@ class ExecutorProcess:
             await self._service.stop()
         if self.shadow is not None:
             await self.shadow.stop()
+        if self._shadow_collector is not None:
+            REGISTRY.unregister(self._shadow_collector)
+            self._shadow_collector = None
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)

@@ -5,6 +5,7 @@ import time
 
 import nats
 import pytest
+from prometheus_client import CollectorRegistry
 
 from executor.core.evidence import EvidenceAggregator
 from executor.core.extension_service import serve_extension
@@ -12,6 +13,7 @@ from executor.core.runtime import PipelineRunner
 from executor.core.service import ExecutorService, StaticSnapshotProvider
 from executor.core.shadow import MAX_DIFF_CHARS, MAX_VALUE_CHARS, ShadowComparer, bounded_diff
 from executor.core.transport import NatsTransport
+from executor.telemetry.shadow_metrics import register_shadow_metrics
 
 from .helpers import echo_with, extension, policy, request, snapshot, step, subject_of
 
@@ -213,3 +215,20 @@ def test_diff_names_missing_keys_and_items():
         {"path": "metadata.a", "parallel": "1", "sequential": "<missing>"},
     ]
     assert truncated is False
+
+
+async def test_shadow_outcomes_exposed_as_counter(nc):
+    handlers = {"tag": sync_handler(tagger), "greet": sync_handler(greeter)}
+    registry = CollectorRegistry()
+    async with Rig(nc, parallel_pair("tag", "greet"), handlers) as rig:
+        register_shadow_metrics(rig.shadow, registry)
+        await rig.ask(request({"text": "x"}, stages=["pre"]))
+        await rig.shadow.wait_idle()
+
+    def outcome(name):
+        return registry.get_sample_value("router_extension_shadow_comparisons_total", {"outcome": name})
+
+    assert outcome("mismatch") == 1
+    assert outcome("match") == 0
+    assert outcome("failed") == 0
+    assert outcome("skipped") == 0

@@ -29,7 +29,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 class ApiIndexView(APIView):
-    """The API's entry point: links to every collection, open to anyone since it holds no data."""
+    """The API's entry point: links to every collection, open to anyone since it contains no data."""
 
     permission_classes = [AllowAny]
     authentication_classes: list = []

@@ -65,7 +65,7 @@ class Outcome:
 
 
 class TrafficError(RuntimeError):
-    """The traffic run cannot start; the message tells the user what to fix."""
+    """The traffic run cannot start; the message states what to fix."""
 
 
 # Configuration

@@ -134,7 +134,7 @@ class EvidenceWindow(models.Model):
 class ShadowMismatch(models.Model):
     """A parallel group whose merged result differed from running its members one after another.
 
-    ``diff`` lists the differing paths with both values, cut to a few KB; ``truncated`` says so.
+    ``diff`` lists the differing paths with both values, cut to a few KB; ``truncated`` marks a diff that was cut.
     """
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -70,7 +70,8 @@ def test_reimport_changes_nothing(registry_file):
     summary = transfer.import_registry(registry_file)
 
     assert summary.unchanged == {"tenants": 2, "extensions": 6, "policies": 2}
-    assert not summary.created and not summary.updated
+    assert not summary.created
+    assert not summary.updated
     assert current_revision() == revision
     assert transfer.export_registry() == registry_file
 

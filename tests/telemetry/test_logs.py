@@ -57,7 +57,9 @@ async def test_parallel_group_success_log_has_the_routers_fields():
     assert "timestamp" in record
     context = record["context"]
     assert set(context) >= SUCCESS_CONTEXT
-    assert context["policy_id"] == "p1" and context["tenant_id"] == "t1" and context["stage"] == "pre"
+    assert context["policy_id"] == "p1"
+    assert context["tenant_id"] == "t1"
+    assert context["stage"] == "pre"
     assert context["execution_mode"] == "parallel"
     assert context["parallel_group_size"] == 3
     assert context["extensions"] == ["a", "b", "c"]

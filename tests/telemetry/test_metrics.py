@@ -102,7 +102,8 @@ async def test_buckets_resolve_one_millisecond_to_ten_seconds():
     })
 
     assert bounds[0] == 0.001
-    assert bounds[-2] == 10.0 and bounds[-1] == float("inf")
+    assert bounds[-2] == 10.0
+    assert bounds[-1] == float("inf")
     assert tuple(bounds[:-1]) == DURATION_BUCKETS
     # No gap between neighbouring buckets is wider than a factor of 2.5.
     assert all(high / low <= 2.5 for low, high in zip(bounds[:-2], bounds[1:-1]))

@@ -1,4 +1,4 @@
-"""A real Prometheus server scrapes a running executor during traffic and answers queries on it."""
+"""A real Prometheus server scrapes a running executor during traffic and returns its series through the query API."""
 import asyncio
 import json
 import subprocess
